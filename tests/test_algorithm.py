@@ -1,0 +1,145 @@
+"""The algorithm's pieces against hand-computed or numpy reference values."""
+import numpy as np
+import paddle
+import pytest
+
+import ppo_mountaincar as pm
+
+
+def fill(buf, rewards, dones, values):
+    for r, d, v in zip(rewards, dones, values):
+        n = len(np.atleast_1d(r))
+        buf.add(np.zeros((n, buf.obs.shape[2])), np.zeros(n), np.zeros(n), r, d, v)
+
+
+def test_monte_carlo_returns_reset_at_episode_end():
+    # lam=1, gamma=0.5: G_t by hand. Episode ends after step 1; step 2 is cut mid-episode
+    # and bootstraps from last_value=10. The tutorial carried R across the boundary.
+    buf = pm.RolloutBuffer(3, 1, 2)
+    fill(buf, [[1.0], [2.0], [4.0]], [[0], [1], [0]], [[0.0], [0.0], [0.0]])
+    adv, ret = buf.compute_returns(np.array([10.0]), gamma=0.5, lam=1.0)
+    assert ret[:, 0] == pytest.approx([1 + 0.5 * 2, 2, 4 + 0.5 * 10])
+    assert adv[:, 0] == pytest.approx(ret[:, 0])  # values are zero
+
+
+def test_gae_several_envs_against_hand_values():
+    gamma, lam = 0.9, 0.8
+    buf = pm.RolloutBuffer(2, 2, 1)
+    # env 0: no episode end; env 1: episode ends after step 0
+    fill(buf, [[1.0, 1.0], [0.0, 3.0]], [[0, 1], [0, 0]], [[0.5, 2.0], [1.0, 1.5]])
+    adv, ret = buf.compute_returns(np.array([2.0, 4.0]), gamma, lam)
+    # env 0
+    d1 = 0.0 + gamma * 2.0 - 1.0
+    d0 = 1.0 + gamma * 1.0 - 0.5
+    assert adv[:, 0] == pytest.approx([d0 + gamma * lam * d1, d1])
+    # env 1: step 0 ends the episode, so nothing flows back from step 1
+    e1 = 3.0 + gamma * 4.0 - 1.5
+    assert adv[:, 1] == pytest.approx([1.0 - 2.0, e1])
+    assert ret == pytest.approx(adv + buf.values)
+
+
+def test_truncation_bootstraps_through_the_reward():
+    # The training loop folds gamma*V(s_final) into a truncated step's reward and marks it
+    # done: the return then equals r + gamma*V(s_final), not r alone.
+    buf = pm.RolloutBuffer(1, 1, 1)
+    v_final, gamma = 7.0, 0.99
+    fill(buf, [[-1.0 + gamma * v_final]], [[1]], [[0.0]])
+    _, ret = buf.compute_returns(np.array([123.0]), gamma, 0.95)  # next episode's V ignored
+    assert ret[0, 0] == pytest.approx(-1.0 + gamma * v_final)
+
+
+def numpy_surrogate(logp, old, adv, eps):
+    r = np.exp(logp - old)
+    return -np.minimum(r * adv, np.clip(r, 1 - eps, 1 + eps) * adv).mean()
+
+
+def test_clipped_surrogate_matches_numpy_and_has_no_gradient_where_clipped():
+    old = np.log(np.array([0.5, 0.5, 0.5, 0.5], np.float32))
+    # ratios 1.5 (A>0: clipped), 0.5 (A<0: clipped), 1.1 (A>0: inside), 0.5 (A>0: unclipped side)
+    new = np.log(np.array([0.75, 0.25, 0.55, 0.25], np.float32))
+    adv = np.array([1.0, -1.0, 2.0, 1.0], np.float32)
+    logp = paddle.to_tensor(new, stop_gradient=False)
+    loss, ratio = pm.clipped_surrogate(logp, paddle.to_tensor(old), paddle.to_tensor(adv), 0.2)
+    assert float(loss) == pytest.approx(numpy_surrogate(new, old, adv, 0.2), rel=1e-6)
+    loss.backward()
+    grad = logp.grad.numpy()
+    assert grad[0] == 0 and grad[1] == 0  # clipped: no push further out
+    # inside the clip: d/dlogp of -(r*A)/N = -r*A/N
+    assert grad[2] == pytest.approx(-1.1 * 2.0 / 4, rel=1e-5)
+    assert grad[3] == pytest.approx(-0.5 * 1.0 / 4, rel=1e-5)
+
+
+def test_gather_logprob_equals_per_element_lookup():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 3)).astype(np.float32)
+    actions = rng.integers(0, 3, 50)
+    logp, _ = pm.gather_logprob(paddle.to_tensor(logits), paddle.to_tensor(actions))
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = [log_softmax[i, a] for i, a in enumerate(actions)]
+    assert logp.numpy() == pytest.approx(np.array(expected), abs=1e-5)
+
+
+def test_actions_are_sampled_from_pi_not_from_softmax_of_pi():
+    paddle.seed(0)
+    actor = pm.Actor(2, 3, (8,), "tanh")
+    probs = np.array([0.9, 0.05, 0.05], np.float32)
+    last = actor.net[-1]
+    last.weight.set_value(np.zeros_like(last.weight.numpy()))
+    last.bias.set_value(np.log(probs))  # pi(.|s) = probs for every s
+    actions, logp = pm.act(actor, np.zeros((20000, 2), np.float32), np.random.default_rng(1))
+    freq = np.bincount(actions, minlength=3) / len(actions)
+    assert freq == pytest.approx(probs, abs=0.01)  # softmax(probs) would give ~[0.54, 0.23, 0.23]
+    assert logp == pytest.approx(np.log(probs[actions]), abs=1e-5)
+
+
+def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():
+    args = pm.Args(num_envs=4, num_steps=32, batch_size=32, update_epochs=4, norm_obs=False,
+                   anneal_lr=False, actor_lr=1e-3)
+    paddle.seed(3)
+    agent = pm.PPO(2, 3, args)
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(32, 4, 2)).astype(np.float32)
+    for t in range(32):
+        a, lp = agent.select_action(obs[t])
+        agent.store_transition(obs[t], a, lp, rng.normal(size=4), np.zeros(4), agent.get_value(obs[t]))
+    adv, _ = agent.buffer.compute_returns(np.zeros(4), args.gamma, args.gae_lambda)
+    flat = [paddle.to_tensor(x.reshape(128, *x.shape[2:])) for x in
+            (agent.buffer.obs, agent.buffer.actions, agent.buffer.logprobs, adv)]
+
+    def surrogate():
+        with paddle.no_grad():
+            logp, _ = pm.gather_logprob(agent.actor_net.logits(flat[0]), flat[1])
+            a = (flat[3] - flat[3].mean()) / (flat[3].std() + 1e-8)
+            return float(pm.clipped_surrogate(logp, flat[2], a, args.clip)[0])
+
+    before = surrogate()
+    stats = agent.update(np.zeros(4))
+    assert surrogate() < before - 1e-3
+    assert agent.training_step == 4 * 4 and len(stats["action_loss"]) == 16
+    assert agent.buffer.size == 0
+
+
+def test_obs_norm_matches_numpy_statistics():
+    norm = pm.ObsNorm(2)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=[3, -1], scale=[2, 0.5], size=(n, 2)) for n in (10, 50, 7)]
+    for b in batches:
+        norm.update(b)
+    allx = np.concatenate(batches)
+    assert norm.mean.numpy() == pytest.approx(allx.mean(0), rel=1e-4)
+    assert norm.var.numpy() == pytest.approx(allx.var(0), rel=1e-3)
+    z = norm(paddle.to_tensor(allx.astype(np.float32))).numpy()
+    assert z.mean(0) == pytest.approx([0, 0], abs=1e-3) and z.std(0) == pytest.approx([1, 1], rel=1e-2)
+
+
+def test_count_bonus_decays_with_visits_and_separates_cells():
+    bonus = pm.CountBonus(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), bins=4)
+    here, there = np.array([[0.1, 0.1]]), np.array([[-0.9, 0.9]])
+    assert bonus(here, 1.0)[0] == pytest.approx(1.0)
+    assert bonus(here, 1.0)[0] == pytest.approx(1 / np.sqrt(2))
+    assert bonus(there, 1.0)[0] == pytest.approx(1.0)  # a new cell
+    # a batch counts every row, duplicates included
+    out = bonus(np.array([[0.9, -0.9], [0.9, -0.9]]), 2.0)
+    assert out == pytest.approx([2 / np.sqrt(2)] * 2)
+    with pytest.raises(pm.UsageError):
+        pm.CountBonus(np.array([-np.inf]), np.array([np.inf]), 4)
