@@ -1,0 +1,133 @@
+"""Short real training runs: logs, checkpoints, determinism, the command line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+from visualdl import LogReader
+
+import ppo_mountaincar as pm
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(total_timesteps=2048, num_envs=4, num_steps=64, batch_size=64, update_epochs=2,
+             save_every=2, keep_snapshots=2, quiet=True)
+
+
+def read_scalars(logdir: Path, run_name: str) -> dict[str, list[tuple[int, float]]]:
+    [record_file] = (logdir / run_name).glob("vdlrecords.*")
+    reader = LogReader(file_path=str(record_file))
+    return {tag: [(r.id, r.value) for r in reader.get_data("scalar", tag)]
+            for tag in reader.get_tags()["scalar"]}
+
+
+def test_short_run_writes_visualdl_records_and_param_files(outdirs):
+    summary = pm.train(pm.Args(**SMALL, **outdirs))
+    assert summary["global_step"] == 2048 and summary["updates"] == 8
+    scalars = read_scalars(Path(outdirs["logdir"]), summary["run_name"])
+    for tag in ("loss/action_loss", "loss/value_loss", "Steptime/steptime", "episode/return",
+                "episode/length", "loss/entropy", "loss/approx_kl", "loss/clip_fraction",
+                "loss/explained_variance", "train/learning_rate", "train/steps_per_second"):
+        assert scalars.get(tag), f"no records for {tag}"
+    # one action-loss record per minibatch update: 8 updates x 2 epochs x 4 minibatches
+    assert [step for step, _ in scalars["loss/action_loss"]] == list(range(64))
+    # 2048 steps of 200-step episodes in 4 envs: 8 episodes of length 200
+    assert [v for _, v in scalars["Steptime/steptime"]] == [200] * 8
+    lrs = [v for _, v in scalars["train/learning_rate"]]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]  # annealed
+    net = Path(outdirs["param_dir"]) / "net_param"
+    assert (net / "actor_net.param").is_file() and (net / "critic_net.param").is_file()
+    # snapshots every 2 updates (4 written), only the newest 2 kept
+    assert sorted(p.name for p in net.glob("actor_net_0*.param")) == \
+        ["actor_net_000006.param", "actor_net_000008.param"]
+
+
+def test_param_round_trip_gives_identical_outputs(tmp_path):
+    paddle.seed(0)
+    agent = pm.PPO(2, 3, pm.Args())
+    agent.obs_norm.update(np.random.default_rng(0).normal([-0.5, 0.0], [0.3, 0.02], (500, 2)))
+    path = agent.save_param(tmp_path)
+    x = np.random.default_rng(1).normal([-0.5, 0.0], [0.3, 0.02], (64, 2)).astype(np.float32)
+    loaded = pm.load_actor(path)
+    with paddle.no_grad():
+        assert np.array_equal(loaded(paddle.to_tensor(x)).numpy(), agent.actor_net(paddle.to_tensor(x)).numpy())
+    # the normalisation statistics travel inside the actor file
+    assert np.array_equal(loaded.obs_norm.mean.numpy(), agent.obs_norm.mean.numpy())
+    # and paddle.load still reads it, as the tutorial's users expect
+    assert "net.0.weight" in paddle.load(str(path))
+    policy = pm.load_policy(path)
+    assert policy(x).shape == (64,) and policy(x).dtype.kind == "i"
+
+
+def test_same_seed_same_results(outdirs, tmp_path):
+    runs = []
+    for i in range(2):
+        dirs = dict(logdir=str(tmp_path / f"exp{i}"), param_dir=str(tmp_path / f"param{i}"))
+        summary = pm.train(pm.Args(**{**SMALL, "save_every": 0}, **dirs))
+        scalars = read_scalars(Path(dirs["logdir"]), summary["run_name"])
+        weights = pm.load_state(summary["actor_path"])
+        runs.append((scalars["loss/action_loss"], scalars["episode/return"], weights))
+    (loss_a, ret_a, w_a), (loss_b, ret_b, w_b) = runs
+    assert loss_a == loss_b and ret_a == ret_b
+    assert all(np.array_equal(w_a[k], w_b[k]) for k in w_a if k != "meta")
+
+
+def test_tutorial_preset_updates_at_episode_end_with_a_bounded_buffer(outdirs):
+    # CartPole episodes are short: each update must come at an episode end with >= 64 steps
+    args = pm.args_from_cli(pm.build_parser().parse_args(
+        ["train", "--preset", "tutorial", "--env-id", "CartPole-v1", "--episodes", "12",
+         "--quiet", "--logdir", outdirs["logdir"], "--param-dir", outdirs["param_dir"]]))
+    assert (args.num_envs, args.num_steps, args.batch_size, args.gae_lambda) == (1, 8000, 64, 1.0)
+    assert args.max_episode_steps == 0 and args.update_on_episode_end
+    summary = pm.train(args)
+    assert summary["episodes"] == 12
+    scalars = read_scalars(Path(outdirs["logdir"]), summary["run_name"])
+    lengths = [int(v) for _, v in scalars["Steptime/steptime"]]
+    # minibatch steps per update = 10 epochs x ceil(steps since last update / 64)
+    expected, pending = 0, 0
+    for n in lengths:
+        pending += n
+        if pending >= 64:
+            expected += 10 * -(-pending // 64)
+            pending = 0
+    assert summary["training_step"] == expected
+
+
+def test_buffer_capacity_forces_an_update_mid_episode(outdirs):
+    # No time limit and a 100-step buffer: MountainCar's first episode is far longer,
+    # so updates must happen before any episode ends.
+    args = pm.Args(max_episode_steps=0, num_envs=1, num_steps=100, batch_size=50,
+                   update_on_episode_end=True, total_timesteps=300, quiet=True, **outdirs)
+    summary = pm.train(args)
+    assert summary["episodes"] == 0 and summary["updates"] == 3
+
+
+def run_cli(*argv, cwd=ROOT):
+    return subprocess.run([sys.executable, "ppo_mountaincar.py", *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--clip", "1.5"], "--clip"),
+    (["--batch-size", "5000", "--num-envs", "2", "--num-steps", "8"], "--batch-size"),
+    (["--gamma", "0"], "--gamma"),
+    (["--hidden-sizes", "64,x"], "sizes"),
+    (["--env-id", "Pendulum-v1"], "discrete actions"),
+    (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
+    (["--no-such-flag"], "unrecognized"),
+    (["eval", "does/not/exist.param"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path):
+    proc = run_cli(*argv, "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")) \
+        if argv[0] != "eval" else run_cli(*argv)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_documents_every_training_flag():
+    out = run_cli("--help").stdout
+    for f in pm.dataclasses.fields(pm.Args):
+        assert "--" + f.name.replace("_", "-") in out
