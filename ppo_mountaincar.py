@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -63,6 +64,8 @@ class Args:
     episodes: int = _flag(0, "stop after this many training episodes as well (0: no limit)")
     max_episode_steps: int | None = _flag(None, "training time limit per episode; 0 removes "
                                           "it (the tutorial's env.unwrapped); unset: the env's own")
+    fast_env: bool = _flag(True, "run MountainCar-v0 as one numpy-batched env (same physics "
+                           "and seeds as Gymnasium's, much faster)")
     # rollout
     num_envs: int = _flag(16, "parallel environments")
     num_steps: int = _flag(128, "steps per environment per rollout (the buffer capacity)")
@@ -136,9 +139,14 @@ def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
                          "CartPole-v1 or Acrobot-v1") from None
 
 
-def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
+def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None,
+                 fast: bool = True) -> gym.vector.VectorEnv:
     """`num_envs` copies in one process. SAME_STEP autoreset hands back the final
-    observation of a finished episode in `info["final_obs"]`, for bootstrapping."""
+    observation of a finished episode in `info["final_obs"]`, for bootstrapping.
+    MountainCar-v0 runs as `MountainCarVecEnv` (same physics, all cars in one numpy step)
+    unless `fast=False`."""
+    if fast and env_id == "MountainCar-v0":
+        return MountainCarVecEnv(num_envs, 200 if max_episode_steps is None else max_episode_steps)
     envs = gym.vector.SyncVectorEnv(
         [lambda: make_env(env_id, max_episode_steps) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -148,6 +156,60 @@ def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = Non
         raise UsageError(f"env '{env_id}' needs a vector observation and discrete actions; "
                          "try MountainCar-v0, CartPole-v1 or Acrobot-v1")
     return envs
+
+
+class MountainCarVecEnv(gym.vector.VectorEnv):
+    """MountainCar-v0 for `num_envs` cars in one numpy step: Gymnasium's physics, reset
+    distribution, per-env seeding and time limit, with SAME_STEP autoreset (a test checks it
+    against `SyncVectorEnv` step for step). A Python env per car costs more than PPO's
+    arithmetic; this removes that cost. `max_episode_steps=0` means no time limit."""
+
+    FORCE, GRAVITY, MAX_SPEED = 0.001, 0.0025, 0.07
+    MIN_POS, MAX_POS, GOAL_POS = -1.2, 0.6, 0.5
+
+    def __init__(self, num_envs: int, max_episode_steps: int = 200):
+        single = gym.make("MountainCar-v0").unwrapped
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = single.observation_space, single.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+        self.max_episode_steps = max_episode_steps
+        self.rngs = [gym.utils.seeding.np_random()[0] for _ in range(num_envs)]
+        self.pos, self.vel = np.zeros(num_envs), np.zeros(num_envs)
+        self.elapsed = np.zeros(num_envs, np.int64)
+
+    def _reset_cars(self, idx: np.ndarray) -> None:
+        self.pos[idx] = [self.rngs[i].uniform(low=-0.6, high=-0.4) for i in idx]
+        self.vel[idx], self.elapsed[idx] = 0.0, 0
+
+    def _obs(self) -> np.ndarray:
+        return np.stack([self.pos, self.vel], 1).astype(np.float32)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is not None:
+            seeds = seed if isinstance(seed, (list, tuple)) else [seed + i for i in range(self.num_envs)]
+            self.rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+        self._reset_cars(np.arange(self.num_envs))
+        return self._obs(), {}
+
+    def step(self, actions: np.ndarray):
+        # Same operations in the same order as MountainCarEnv.step, in float64.
+        vel = self.vel + ((np.asarray(actions) - 1) * self.FORCE + np.cos(3 * self.pos) * (-self.GRAVITY))
+        vel = np.clip(vel, -self.MAX_SPEED, self.MAX_SPEED)
+        pos = np.clip(self.pos + vel, self.MIN_POS, self.MAX_POS)
+        vel[(pos == self.MIN_POS) & (vel < 0)] = 0.0
+        self.pos, self.vel = pos, vel
+        self.elapsed += 1
+        terminated = (pos >= self.GOAL_POS) & (vel >= 0)
+        truncated = self.elapsed >= self.max_episode_steps if self.max_episode_steps else \
+            np.zeros(self.num_envs, bool)
+        done = terminated | truncated
+        info: dict[str, Any] = {}
+        if done.any():
+            info = {"final_obs": self._obs(), "_final_obs": done}
+            self._reset_cars(np.flatnonzero(done))
+        return self._obs(), np.full(self.num_envs, -1.0), terminated, truncated, info
 
 
 # ---------------------------------------------------------------------------------------
@@ -446,8 +508,11 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; keep the usual permissions
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -499,22 +564,40 @@ def load_state(path: str | Path) -> dict[str, Any]:
 
 def load_actor(path: str | Path) -> Actor:
     """Rebuild an Actor (with its observation statistics) from an actor .param file."""
+    return _load_net(path, "actor")
+
+
+def load_critic(path: str | Path) -> Critic:
+    """Rebuild a Critic from a critic .param file."""
+    return _load_net(path, "critic")
+
+
+def _load_net(path: str | Path, role: str) -> nn.Layer:
     state = load_state(path)
     meta = state.pop("meta", None)
-    if not isinstance(meta, dict) or meta.get("role") != "actor":
-        hint = " (it is a critic: pass the actor_net*.param beside it)" if \
-            isinstance(meta, dict) and meta.get("role") == "critic" else ""
-        raise UsageError(f"{path} is not an actor .param file of this project{hint}")
+    if not isinstance(meta, dict) or meta.get("role") != role:
+        other = isinstance(meta, dict) and meta.get("role") in ("actor", "critic")
+        hint = f" (it is {'an' if meta['role'] == 'actor' else 'a'} {meta['role']} file: pass the " \
+               f"{role}_net*.param beside it)" if other else ""
+        raise UsageError(f"{path} is not {'an' if role == 'actor' else 'a'} {role} .param file of this project{hint}")
     obs_norm = ObsNorm(meta["obs_dim"], enabled=meta.get("norm_obs", False))
-    actor = Actor(meta["obs_dim"], meta["n_actions"], tuple(meta["hidden_sizes"]),
-                  meta["activation"], obs_norm)
-    expected = {k: tuple(v.shape) for k, v in actor.state_dict().items()}
+    sizes, act_fn = tuple(meta["hidden_sizes"]), meta["activation"]
+    net = Actor(meta["obs_dim"], meta["n_actions"], sizes, act_fn, obs_norm) if role == "actor" else \
+        Critic(meta["obs_dim"], sizes, act_fn, obs_norm)
+    load_weights(net, state, str(path))
+    net.eval()
+    net.meta = meta
+    return net
+
+
+def load_weights(layer: nn.Layer, state: dict[str, Any], source: str) -> None:
+    """Copy arrays into `layer`, after checking that every name and shape matches."""
+    state = {k: v for k, v in state.items() if k != "StructuredToParameterName@@"}
+    expected = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
     if {k: tuple(np.shape(v)) for k, v in state.items()} != expected:
-        raise UsageError(f"{path} is damaged: its weights do not match its network description")
-    actor.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
-    actor.eval()
-    actor.meta = meta
-    return actor
+        raise UsageError(f"{source} is damaged or for another network: its weights do not "
+                         "match the network it describes")
+    layer.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
 
 
 # ---------------------------------------------------------------------------------------
@@ -549,119 +632,270 @@ def validate(args: Args) -> None:
             raise UsageError(message)
 
 
-def train(args: Args) -> dict[str, Any]:
-    """Train PPO as configured; returns a summary (paths, counters, best evaluation)."""
-    from tqdm import tqdm
-    from visualdl import LogWriter
+class TrainingDiverged(Exception):
+    """A loss or a weight became NaN or infinite."""
 
-    validate(args)
-    paddle.seed(args.seed)
-    envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps)
-    obs_dim, n_actions = envs.single_observation_space.shape[0], int(envs.single_action_space.n)
-    agent = PPO(obs_dim, n_actions, args)
-    bonus = CountBonus(envs.single_observation_space.low, envs.single_observation_space.high,
-                       args.explore_bins) if args.explore_bonus > 0 else None
 
-    net_dir = Path(args.param_dir) / "net_param"
-    run_name = f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    writer = LogWriter(logdir=str(Path(args.logdir) / run_name), flush_secs=5)
-    writer.add_text("config", json.dumps(dataclasses.asdict(args)), 0)
+CHECKPOINT = "checkpoint.ckpt"
+# Flags that may change when a run is resumed; the rest come from the checkpoint.
+RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_episodes",
+                   "target_return", "save_every", "keep_snapshots", "logdir"}
 
-    obs, _ = envs.reset(seed=[args.seed * 1000 + i for i in range(args.num_envs)])
-    ep_return, ep_len = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
-    recent: deque[float] = deque(maxlen=20)
-    global_step = episode = updates = 0
-    best = dict(mean_return=-np.inf)
-    next_eval = args.eval_every
-    start = time.perf_counter()
-    bar = tqdm(total=args.episodes or args.total_timesteps, unit="ep" if args.episodes else "step",
-               disable=args.quiet, dynamic_ncols=True, mininterval=0.5)
 
-    def done_training() -> bool:
-        return global_step >= args.total_timesteps or 0 < args.episodes <= episode
+class Trainer:
+    """One training run: collect a rollout, update on it, log, evaluate, checkpoint; repeat.
+    Ctrl-C or SIGTERM ends it cleanly with a checkpoint that `--resume` continues."""
 
-    while not done_training():
-        if args.anneal_lr:
-            agent.set_lr_fraction(1.0 - global_step / args.total_timesteps)
-        # -- collect a rollout ----------------------------------------------------------
+    def __init__(self, args: Args, checkpoint: dict[str, Any] | None = None):
+        validate(args)
+        self.args = args
+        paddle.seed(args.seed)
+        self.envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)
+        space = self.envs.single_observation_space
+        self.agent = PPO(space.shape[0], int(self.envs.single_action_space.n), args)
+        self.bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
+        self.net_dir = Path(args.param_dir) / "net_param"
+        self.run_name = f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+        self.global_step = self.episode = self.updates = 0
+        self.next_eval = args.eval_every
+        self.best: dict[str, Any] = dict(mean_return=-np.inf)
+        self.history: list[dict[str, Any]] = []  # periodic evaluations
+        self.elapsed = 0.0  # seconds of training before this process (resumed runs)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        for folder in (self.net_dir, Path(args.logdir) / self.run_name):
+            ensure_writable(folder)
+        from visualdl import LogWriter
+        self.writer = LogWriter(logdir=str(Path(args.logdir) / self.run_name), flush_secs=5)
+        self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), self.updates)
+        self.obs, _ = self.envs.reset(seed=[args.seed * 1000 + self.updates * args.num_envs + i
+                                             for i in range(args.num_envs)])
+        self.ep_return, self.ep_len = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+        self.recent: deque[float] = deque(maxlen=20)
+        self.stop_signal = 0
+
+    # -- the loop ---------------------------------------------------------------------
+    def finished(self) -> bool:
+        a = self.args
+        return self.global_step >= a.total_timesteps or 0 < a.episodes <= self.episode
+
+    def run(self) -> dict[str, Any]:
+        from tqdm import tqdm
+        a = self.args
+        self.start = time.perf_counter() - self.elapsed
+        self.bar = tqdm(total=a.episodes or a.total_timesteps, initial=self.episode if a.episodes
+                        else min(self.global_step, a.total_timesteps), unit="ep" if a.episodes else "step",
+                        disable=a.quiet, dynamic_ncols=True, mininterval=0.5)
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self.finished() and not self.stop_signal:
+                if a.anneal_lr:
+                    self.agent.set_lr_fraction(max(0.0, 1.0 - self.global_step / a.total_timesteps))
+                if not self.collect():
+                    break  # a signal arrived mid-rollout: that partial rollout is dropped
+                self.learn()
+                if self.evaluate_and_keep_best():
+                    break
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self.bar.close()
+        return self.finish()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_signal:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+
+    def collect(self) -> bool:
+        """Fill the buffer (or stop early at an episode end, in the tutorial's schedule).
+        Returns False if a stop signal arrived."""
+        a, agent = self.args, self.agent
         while not agent.buffer.full:
-            action, logprob = agent.select_action(obs)
-            value = agent.get_value(obs)
-            next_obs, reward, terminated, truncated, info = envs.step(action)
+            if self.stop_signal:
+                agent.buffer.clear()
+                return False
+            action, logprob = agent.select_action(self.obs)
+            value = agent.get_value(self.obs)
+            next_obs, reward, terminated, truncated, info = self.envs.step(action)
             done = terminated | truncated
             final_obs = next_obs.copy()  # where each env really arrived, before autoreset
             if done.any():
                 final_obs[done] = np.stack(info["final_obs"][done])
             train_reward = reward.astype(np.float32)
-            if bonus is not None:
-                beta = args.explore_bonus * max(0.0, 1.0 - global_step / args.explore_decay_steps)
-                train_reward += bonus(final_obs, beta)
+            if self.bonus is not None:
+                beta = a.explore_bonus * max(0.0, 1.0 - self.global_step / a.explore_decay_steps)
+                train_reward += self.bonus(final_obs, beta)
             # A time-limit cut is not an end: bootstrap with gamma * V(s_final).
             cut = truncated & ~terminated
             if cut.any():
-                train_reward[cut] += args.gamma * agent.get_value(final_obs[cut])
-            agent.store_transition(obs, action, logprob, train_reward, done, value)
-            obs = next_obs
-            global_step += args.num_envs
-            ep_return += reward
-            ep_len += 1
-            for i in np.flatnonzero(done):
-                writer.add_scalar("episode/return", float(ep_return[i]), global_step)
-                writer.add_scalar("episode/length", int(ep_len[i]), global_step)
-                writer.add_scalar("Steptime/steptime", int(ep_len[i]), episode)
-                recent.append(float(ep_return[i]))
-                episode += 1
-                bar.update(1 if args.episodes else 0)
-            ep_return[done], ep_len[done] = 0.0, 0
-            if not args.episodes:
-                bar.update(min(args.num_envs, bar.total - bar.n))
-            if args.update_on_episode_end and done.any() and \
-                    agent.buffer.size * args.num_envs >= args.batch_size:
+                train_reward[cut] += a.gamma * agent.get_value(final_obs[cut])
+            agent.store_transition(self.obs, action, logprob, train_reward, done, value)
+            self.obs = next_obs
+            self.global_step += a.num_envs
+            self.ep_return += reward
+            self.ep_len += 1
+            if done.any():
+                self._log_episodes(np.flatnonzero(done))
+            if not a.episodes:
+                self.bar.update(min(a.num_envs, self.bar.total - self.bar.n))
+            if a.update_on_episode_end and done.any() and agent.buffer.size * a.num_envs >= a.batch_size:
                 break
-        # -- learn from it ----------------------------------------------------------------
-        first_step = agent.training_step
-        stats = agent.update(agent.get_value(obs))
-        updates += 1
-        for i, (a_loss, v_loss) in enumerate(zip(stats["action_loss"], stats["value_loss"])):
-            writer.add_scalar("loss/action_loss", float(a_loss), first_step + i)
-            writer.add_scalar("loss/value_loss", float(v_loss), first_step + i)
-        sps = global_step / (time.perf_counter() - start)
-        for tag, val in (("loss/entropy", stats["entropy"]), ("loss/approx_kl", stats["approx_kl"]),
-                         ("loss/clip_fraction", stats["clip_fraction"]),
-                         ("loss/explained_variance", stats["explained_variance"]),
-                         ("train/learning_rate", agent.actor_optimizer.get_lr()),
-                         ("train/steps_per_second", sps)):
-            writer.add_scalar(tag, float(val), global_step)
-        if args.save_every and updates % args.save_every == 0:
-            agent.save_param(net_dir, f"_{updates:06d}")
-            prune_snapshots(net_dir, args.keep_snapshots)
-        # -- evaluate ---------------------------------------------------------------------
-        if args.eval_every and (global_step >= next_eval or done_training()):
-            next_eval = global_step + args.eval_every
-            result = evaluate(make_policy(agent.actor_net), args.env_id, args.eval_episodes, EVAL_SEED)
-            writer.add_scalar("eval/mean_return", result["mean_return"], global_step)
-            writer.add_scalar("eval/success_rate", result["success_rate"], global_step)
-            if result["mean_return"] > best["mean_return"]:
-                best = dict(result, global_step=global_step)
-                agent.save_param(net_dir, "_best")
-            if args.target_return is not None and result["mean_return"] >= args.target_return:
-                bar.write(f"eval mean return {result['mean_return']:.1f} >= target "
-                          f"{args.target_return} at step {global_step}: stopping")
-                break
-        bar.set_postfix(ep=episode, ret=f"{np.mean(recent) if recent else float('nan'):.1f}",
-                        sps=f"{sps:.0f}", refresh=False)
+        return True
 
-    bar.close()
-    actor_path = agent.save_param(net_dir)
-    if best["mean_return"] > -np.inf:  # ship the best evaluated policy, not merely the last
-        for name in ("actor_net", "critic_net"):
-            best_file = net_dir / f"{name}_best.param"
-            atomic_write(net_dir / f"{name}.param", lambda tmp, src=best_file: shutil.copyfile(src, tmp))
-    writer.close()
-    envs.close()
-    return dict(run_name=run_name, actor_path=str(actor_path), global_step=global_step,
-                episodes=episode, updates=updates, training_step=agent.training_step,
-                seconds=time.perf_counter() - start, best_eval=best)
+    def _log_episodes(self, finished: np.ndarray) -> None:
+        for i in finished:
+            self.writer.add_scalar("episode/return", float(self.ep_return[i]), self.global_step)
+            self.writer.add_scalar("episode/length", int(self.ep_len[i]), self.global_step)
+            self.writer.add_scalar("Steptime/steptime", int(self.ep_len[i]), self.episode)
+            self.recent.append(float(self.ep_return[i]))
+            self.episode += 1
+            if self.args.episodes:
+                self.bar.update(1)
+        self.ep_return[finished], self.ep_len[finished] = 0.0, 0
+
+    def learn(self) -> None:
+        """One PPO update on the buffer, its logs, and the periodic files."""
+        a, agent = self.args, self.agent
+        first_step = agent.training_step
+        stats = agent.update(agent.get_value(self.obs))
+        self.updates += 1
+        bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
+        if bad or not all(np.isfinite(p.numpy()).all() for p in agent.actor_net.parameters() +
+                          agent.critic_net.parameters()):
+            raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite "
+                                   f"at update {self.updates}")
+        for i, (a_loss, v_loss) in enumerate(zip(stats["action_loss"], stats["value_loss"])):
+            self.writer.add_scalar("loss/action_loss", float(a_loss), first_step + i)
+            self.writer.add_scalar("loss/value_loss", float(v_loss), first_step + i)
+        sps = self.global_step / (time.perf_counter() - self.start)
+        for tag, key in (("loss/entropy", "entropy"), ("loss/approx_kl", "approx_kl"),
+                         ("loss/clip_fraction", "clip_fraction"),
+                         ("loss/explained_variance", "explained_variance")):
+            self.writer.add_scalar(tag, float(stats[key]), self.global_step)
+        self.writer.add_scalar("train/learning_rate", float(agent.actor_optimizer.get_lr()), self.global_step)
+        self.writer.add_scalar("train/steps_per_second", sps, self.global_step)
+        self.bar.set_postfix(ep=self.episode, sps=f"{sps:.0f}", refresh=False,
+                             ret=f"{np.mean(self.recent) if self.recent else float('nan'):.1f}")
+        if a.save_every and self.updates % a.save_every == 0:
+            agent.save_param(self.net_dir, f"_{self.updates:06d}")
+            prune_snapshots(self.net_dir, a.keep_snapshots)
+            self.save_checkpoint()
+
+    def evaluate_and_keep_best(self) -> bool:
+        """Periodic greedy evaluation on the standard env; keeps the best policy.
+        Returns True once --target-return is reached."""
+        a = self.args
+        if not a.eval_every or (self.global_step < self.next_eval and not self.finished()):
+            return False
+        self.next_eval = self.global_step + a.eval_every
+        result = evaluate(make_policy(self.agent.actor_net), a.env_id, a.eval_episodes, EVAL_SEED)
+        self.writer.add_scalar("eval/mean_return", result["mean_return"], self.global_step)
+        self.writer.add_scalar("eval/success_rate", result["success_rate"], self.global_step)
+        self.history.append(dict(result, global_step=self.global_step,
+                                 seconds=time.perf_counter() - self.start))
+        if result["mean_return"] > self.best["mean_return"]:
+            self.best = dict(result, global_step=self.global_step)
+            self.agent.save_param(self.net_dir, "_best")
+        if a.target_return is not None and result["mean_return"] >= a.target_return:
+            self.bar.write(f"eval mean return {result['mean_return']:.1f} >= target "
+                           f"{a.target_return} at step {self.global_step}: stopping")
+            return True
+        return False
+
+    def finish(self) -> dict[str, Any]:
+        """Final files: the latest (or best evaluated) policy and a checkpoint."""
+        actor_path = self.agent.save_param(self.net_dir)
+        if self.best["mean_return"] > -np.inf and not self.stop_signal:
+            # ship the best evaluated policy, not merely the last
+            for name in ("actor_net", "critic_net"):
+                best_file = self.net_dir / f"{name}_best.param"
+                atomic_write(self.net_dir / f"{name}.param", lambda tmp, src=best_file: shutil.copyfile(src, tmp))
+        checkpoint = self.save_checkpoint()
+        self.writer.close()
+        self.envs.close()
+        return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
+                    global_step=self.global_step, episodes=self.episode, updates=self.updates,
+                    training_step=self.agent.training_step, seconds=time.perf_counter() - self.start,
+                    best_eval=self.best, eval_history=self.history, interrupted=self.stop_signal)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Everything needed to continue: weights, optimizer moments, observation and
+        exploration statistics, counters, the sampling RNG and the config."""
+        agent = self.agent
+        state = dict(
+            kind="checkpoint", format=PARAM_FORMAT, config=dataclasses.asdict(self.args),
+            run_name=self.run_name, actor=agent.actor_net.state_dict(), critic=agent.critic_net.state_dict(),
+            actor_optimizer=optimizer_state(agent.actor_optimizer, agent.actor_net),
+            critic_optimizer=optimizer_state(agent.critic_optimizer, agent.critic_net),
+            counters=dict(global_step=self.global_step, episode=self.episode, updates=self.updates,
+                          training_step=agent.training_step, next_eval=self.next_eval,
+                          elapsed=time.perf_counter() - self.start),
+            best=self.best, history=self.history, rng=agent.rng.bit_generator.state,
+            bonus_counts=None if self.bonus is None else self.bonus.counts)
+        path = self.net_dir / CHECKPOINT
+        atomic_write(path, lambda tmp: paddle.save(state, tmp))
+        return path
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        agent = self.agent
+        for layer, key in ((agent.actor_net, "actor"), (agent.critic_net, "critic")):
+            load_weights(layer, ckpt[key], "the checkpoint")
+        restore_optimizer(agent.actor_optimizer, agent.actor_net, ckpt["actor_optimizer"])
+        restore_optimizer(agent.critic_optimizer, agent.critic_net, ckpt["critic_optimizer"])
+        c = ckpt["counters"]
+        self.global_step, self.episode, self.updates = c["global_step"], c["episode"], c["updates"]
+        agent.training_step, self.next_eval, self.elapsed = c["training_step"], c["next_eval"], c["elapsed"]
+        self.best, self.history, self.run_name = ckpt["best"], ckpt["history"], ckpt["run_name"]
+        agent.rng.bit_generator.state = ckpt["rng"]
+        if self.bonus is not None and ckpt["bonus_counts"] is not None:
+            self.bonus.counts[:] = ckpt["bonus_counts"]
+
+
+def optimizer_state(opt: paddle.optimizer.Optimizer, layer: nn.Layer) -> dict[str, np.ndarray]:
+    """The optimizer's state keyed by structured names ("net.0.weight_moment1_0"):
+    Paddle keys it by auto-generated parameter names ("linear_3.w_0_..."), which depend
+    on how many layers the process had created before, so they differ in a new process."""
+    names = {p.name: name for name, p in layer.named_parameters()}
+    out = {}
+    for key, value in opt.state_dict().items():
+        owner = next((n for n in names if key.startswith(n + "_")), None)
+        if owner is not None:
+            out[names[owner] + key[len(owner):]] = value.numpy()
+    return out
+
+
+def restore_optimizer(opt: paddle.optimizer.Optimizer, layer: nn.Layer, saved: dict[str, np.ndarray]) -> None:
+    names = {name: p.name for name, p in layer.named_parameters()}
+    state = {}
+    for key, value in saved.items():
+        owner = next((n for n in names if key.startswith(n + "_")), None)
+        if owner is not None:
+            state[names[owner] + key[len(owner):]] = paddle.to_tensor(value)
+    opt.set_state_dict(state)
+
+
+def ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to {folder} ({e.strerror}); choose another folder "
+                         "with --param-dir / --logdir") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    state = load_state(path)
+    if state.get("kind") != "checkpoint":
+        raise UsageError(f"{path} is not a training checkpoint; pass param/net_param/{CHECKPOINT}")
+    return state
+
+
+def train(args: Args, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train PPO as configured (or continue a checkpoint); returns a summary."""
+    return Trainer(args, checkpoint).run()
 
 
 def prune_snapshots(directory: Path, keep: int) -> None:
@@ -688,11 +922,11 @@ def load_policy(path: str | Path, greedy: bool = True, seed: int = 0) -> Callabl
 
 
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str = "MountainCar-v0",
-             episodes: int = 100, seed: int = HOLDOUT_SEED) -> dict[str, float]:
+             episodes: int = 100, seed: int = HOLDOUT_SEED, fast: bool = True) -> dict[str, float]:
     """Run `episodes` episodes of the standard env (its own time limit), all at once, with
     seeds seed, seed+1, ...; success = the episode reached a terminal state before the time
     limit (for MountainCar: the flag)."""
-    envs = make_vec_env(env_id, episodes)
+    envs = make_vec_env(env_id, episodes, fast=fast)
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
     finished, success = np.zeros(episodes, bool), np.zeros(episodes, bool)
@@ -709,9 +943,178 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str = "Mountain
 
 
 # ---------------------------------------------------------------------------------------
-# 10. Command line
+# 10. Replay and figures
 # ---------------------------------------------------------------------------------------
-COMMANDS = ("train", "eval")
+def check_fits(actor: Actor, env_id: str) -> None:
+    """Refuse an actor trained for another observation or action space."""
+    env = make_env(env_id)
+    obs_dim, n_actions = env.observation_space.shape, getattr(env.action_space, "n", None)
+    env.close()
+    if obs_dim != (actor.meta["obs_dim"],) or n_actions != actor.meta["n_actions"]:
+        raise UsageError(f"this actor was trained on {actor.meta['env_id']} ({actor.meta['obs_dim']} "
+                         f"inputs, {actor.meta['n_actions']} actions) and does not fit {env_id}; "
+                         "pass --env-id " + actor.meta["env_id"])
+
+
+def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | Path | None = None,
+           seed: int = HOLDOUT_SEED, greedy: bool = True, env_id: str | None = None) -> list[dict[str, Any]]:
+    """Play `episodes` episodes of the standard env with a saved actor: in a window
+    (`render="human"`) or into an animated GIF with step and return drawn on each frame."""
+    actor = load_actor(path)
+    env_id = env_id or actor.meta["env_id"]
+    check_fits(actor, env_id)
+    policy = make_policy(actor, greedy, seed)
+    if render == "human" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("--render human needs a display; leave it out to write a GIF instead")
+    if render == "gif":
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen frames need no display
+    env = gym.make(env_id, render_mode="human" if render == "human" else "rgb_array")
+    frames, results = [], []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        total, steps, done, terminated = 0.0, 0, False, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(int(policy(obs[None])[0]))
+            total, steps, done = total + reward, steps + 1, terminated or truncated
+            if render == "gif" and (steps % 2 == 0 or done):  # every other frame keeps the file small
+                frames.append(_caption(env.render(), f"episode {ep + 1}/{episodes}   step {steps}   "
+                                       f"return {total:.0f}" + ("   flag reached" if terminated else "")))
+        results.append(dict(episode=ep + 1, steps=steps, episode_return=total, success=bool(terminated)))
+    env.close()
+    if render == "gif":
+        out = Path(out or Path("param") / "img" / "replay.gif")
+        hold = [frames[-1]] * 15  # pause on the last frame before the loop restarts
+        atomic_write(out, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:] + hold,
+                                                     duration=40, loop=0))
+        results[-1]["gif"] = str(out)
+    return results
+
+
+def _caption(frame: np.ndarray, text: str) -> Any:
+    from PIL import Image, ImageDraw, ImageFont
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, image.width, 30], fill=(255, 255, 255))
+    draw.text((10, 6), text, fill=(0, 0, 0), font=ImageFont.load_default(size=18))
+    return image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+
+
+def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar tag of a VisualDL run folder, as (steps, values) arrays."""
+    from visualdl import LogReader
+    files = sorted(Path(run_dir).glob("vdlrecords.*"))
+    if not files:
+        raise UsageError(f"no VisualDL records in {run_dir}; pass a run folder under ./exp")
+    series: dict[str, list[tuple[int, float]]] = {}
+    for f in files:  # a resumed run adds a file to the same folder
+        reader = LogReader(file_path=str(f))
+        for tag in reader.get_tags().get("scalar", []):
+            series.setdefault(tag, []).extend((r.id, r.value) for r in reader.get_data("scalar", tag))
+    return {tag: tuple(np.array(x) for x in zip(*sorted(pts))) for tag, pts in series.items()}
+
+
+def latest_run(logdir: str | Path) -> Path:
+    runs = sorted((p for p in Path(logdir).glob("*") if any(p.glob("vdlrecords.*"))),
+                  key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise UsageError(f"no training runs under {logdir}; train first or pass a run folder")
+    return runs[-1]
+
+
+def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | Path) -> list[Path]:
+    """Write the run's figures into `img_dir`: training curve, losses and, for 2-D
+    observations, the policy and value maps with a greedy trajectory. Returns their paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img_dir, scalars, written = Path(img_dir), read_scalars(run_dir), []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        atomic_write(img_dir / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        plt.close(fig)
+        written.append(img_dir / name)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if "episode/return" in scalars:
+        steps, rets = scalars["episode/return"]
+        ax.plot(steps, rets, ".", ms=2, alpha=0.3, color="tab:blue", label="training episode")
+        k = min(len(rets), max(10, len(rets) // 40))
+        ax.plot(steps[k - 1:], np.convolve(rets, np.ones(k) / k, "valid"), color="tab:blue",
+                label=f"training, mean of {k} episodes")
+    if "eval/mean_return" in scalars:
+        ax.plot(*scalars["eval/mean_return"], "o-", ms=3, color="tab:orange", label="greedy evaluation (100 ep.)")
+    ax.axhline(-110, ls="--", color="gray", label="solved (-110)")
+    ax.set(xlabel="environment steps", ylabel="episode return", title=f"Training curve: {Path(run_dir).name}")
+    ax.legend(loc="lower right")
+    save(fig, "training_curve.png")
+
+    panels = [("loss/action_loss", "action (clipped surrogate) loss"), ("loss/value_loss", "value loss"),
+              ("loss/entropy", "policy entropy"), ("loss/approx_kl", "approx. KL"),
+              ("loss/clip_fraction", "clip fraction"), ("loss/explained_variance", "explained variance")]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for ax, (tag, title) in zip(axes.flat, panels):
+        if tag in scalars:
+            x, y = scalars[tag]
+            ax.plot(x, y, lw=0.6, alpha=0.4)
+            k = max(1, len(y) // 40)
+            ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, "valid"), lw=1.5)
+        ax.set(title=title, xlabel="minibatch update" if tag.endswith(("action_loss", "value_loss"))
+               else "environment steps")
+    save(fig, "losses.png")
+
+    if actor_path is not None and Path(actor_path).is_file():
+        actor = load_actor(actor_path)
+        critic_path = Path(actor_path).with_name(Path(actor_path).name.replace("actor_net", "critic_net"))
+        if actor.meta["obs_dim"] == 2:
+            critic = load_critic(critic_path) if critic_path.is_file() else None
+            save(policy_value_figure(actor, critic, plt), "policy_value.png")
+    return written
+
+
+def policy_value_figure(actor: Actor, critic: Critic | None, plt: Any) -> Any:
+    """Greedy action and V(s) over (position, velocity), with a greedy trajectory."""
+    env = make_env(actor.meta["env_id"])
+    low, high = env.observation_space.low, env.observation_space.high
+    pos, vel = np.meshgrid(np.linspace(low[0], high[0], 181), np.linspace(low[1], high[1], 141))
+    grid = np.stack([pos.ravel(), vel.ravel()], 1).astype(np.float32)
+    with paddle.no_grad():
+        action = actor.logits(paddle.to_tensor(grid)).numpy().argmax(1).reshape(pos.shape)
+        value = critic(paddle.to_tensor(grid)).numpy().reshape(pos.shape) if critic is not None else None
+    obs, _ = env.reset(seed=HOLDOUT_SEED)
+    path, done = [obs], False
+    policy = make_policy(actor)
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(int(policy(obs[None])[0]))
+        path.append(obs)
+        done = terminated or truncated
+    path = np.array(path)
+    env.close()
+    extent = [low[0], high[0], low[1], high[1]]
+    fig, axes = plt.subplots(1, 2 if value is not None else 1, figsize=(13 if value is not None else 7, 5), squeeze=False)
+    cmap = plt.matplotlib.colors.ListedColormap(["#d95f02", "#dddddd", "#1b9e77"])
+    im = axes[0, 0].imshow(action, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=-0.5, vmax=2.5)
+    bar = fig.colorbar(im, ax=axes[0, 0], ticks=[0, 1, 2])
+    bar.ax.set_yticklabels(["push left", "no push", "push right"])
+    axes[0, 0].set_title("Greedy policy")
+    if value is not None:
+        im = axes[0, 1].imshow(value, origin="lower", extent=extent, aspect="auto", cmap="viridis")
+        fig.colorbar(im, ax=axes[0, 1], label="V(s)")
+        axes[0, 1].set_title("Value function (critic)")
+    for ax in axes.flat:
+        ax.plot(path[:, 0], path[:, 1], "k-", lw=1.5, label=f"greedy episode ({len(path) - 1} steps)")
+        ax.plot(*path[0], "wo", mec="k", label="start")
+        ax.axvline(0.5, color="red", ls="--", lw=1, label="flag (x = 0.5)")
+        ax.set(xlabel="position", ylabel="velocity")
+        ax.legend(loc="lower left", fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# 11. Command line
+# ---------------------------------------------------------------------------------------
+COMMANDS = ("train", "eval", "replay", "plot")
 
 
 def _parse_sizes(text: str) -> tuple[int, ...]:
@@ -730,11 +1133,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ppo_mountaincar.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     tp = sub.add_parser("train", help="train a policy (the default command)",
-                        description="Train PPO. Flags left unset take the preset's value.",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        description="Train PPO. Flags left unset take the preset's value. Other "
+                        "commands: eval, replay, plot (python ppo_mountaincar.py eval --help).")
     for f in dataclasses.fields(Args):
         kw: dict[str, Any] = dict(default=None, help=f.metadata["help"])
-        name = "--" + f.name.replace("_", "-")
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.type == "bool":
@@ -744,55 +1146,115 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kw["type"] = {"int": int, "float": float, "str": str, "int | None": int,
                           "float | None": float}[f.type]
-        kw["help"] += f" [default preset: {f.default if not isinstance(f.default, tuple) else ','.join(map(str, f.default))}]"
-        tp.add_argument(name, **kw)
-    ep = sub.add_parser("eval", help="evaluate a saved actor .param file",
-                        description="Evaluate a saved actor on the standard env (its own time limit).")
-    ep.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param")
-    ep.add_argument("--episodes", type=int, default=100, help="episodes to run")
-    ep.add_argument("--seed", type=int, default=HOLDOUT_SEED, help="seed of the first episode; "
-                    "the default set is one no training run selects on")
-    ep.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
-    ep.add_argument("--env-id", default=None, help="env to evaluate on (default: the one in the file)")
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        kw["help"] += f" [default preset: {shown}]"
+        tp.add_argument("--" + f.name.replace("_", "-"), **kw)
+    tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
+                    f"(param/net_param/{CHECKPOINT}); its config is reused")
+
+    def policy_command(name: str, help: str, episodes: int) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param")
+        p.add_argument("--episodes", type=int, default=episodes, help=f"episodes to run [{episodes}]")
+        p.add_argument("--seed", type=int, default=HOLDOUT_SEED, help="seed of the first episode "
+                       f"(+1 for each next) [{HOLDOUT_SEED}: seeds no training run selects on]")
+        p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the argmax")
+        p.add_argument("--env-id", default=None, help="env to run (default: the one in the file)")
+        return p
+
+    ep = policy_command("eval", "Evaluate a saved actor on the standard env (its own time limit).", 100)
     ep.add_argument("--json", action="store_true", help="print one JSON object")
+    rp = policy_command("replay", "Play a saved actor and show it: a GIF, or a window.", 3)
+    rp.add_argument("--render", choices=("gif", "human"), default="gif",
+                    help="gif: write an animated GIF; human: open a window (needs a display) [gif]")
+    rp.add_argument("--out", default=None, help="GIF path [param/img/replay.gif]")
+    pp = sub.add_parser("plot", help="draw a run's figures into param/img",
+                        description="Draw the training curve, the losses, and the policy and value maps.")
+    pp.add_argument("run", nargs="?", help="run folder under ./exp [the newest]")
+    pp.add_argument("--logdir", default="exp", help="where to look for the newest run [exp]")
+    pp.add_argument("--param", default=str(Path("param") / "net_param" / "actor_net.param"),
+                    help="actor .param for the policy/value maps [param/net_param/actor_net.param]")
+    pp.add_argument("--out", default=str(Path("param") / "img"), help="folder for the PNGs [param/img]")
     return parser
 
 
-def args_from_cli(ns: argparse.Namespace) -> Args:
-    """Preset values first, then every flag the user actually gave."""
+def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None) -> Args:
+    """Preset values first, then every flag the user actually gave. When resuming, the
+    checkpoint's config is the base and only RESUMABLE_FLAGS may change."""
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(Args)
              if getattr(ns, f.name, None) is not None}
+    if resumed is not None:
+        fixed = sorted(k for k, v in given.items() if k not in RESUMABLE_FLAGS and v != resumed[k])
+        if fixed:
+            raise UsageError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
+                             "start a new run for other settings")
+        return Args(**{**resumed, "hidden_sizes": tuple(resumed["hidden_sizes"]), **given})
     preset = given.get("preset", "default")
     return Args(**{**PRESETS[preset], **given, "preset": preset})
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (2 for a usage error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS + ("-h", "--help-commands"):
+    if not argv or argv[0] not in COMMANDS:
         argv.insert(0, "train")  # bare flags train; --help shows the training flags
     try:
         ns = build_parser().parse_args(argv)
         if ns.command == "train":
-            summary = train(args_from_cli(ns))
-            print(f"trained {summary['global_step']} steps, {summary['episodes']} episodes in "
-                  f"{summary['seconds']:.1f} s; policy: {summary['actor_path']}")
-            if summary["best_eval"]["mean_return"] > -np.inf:
-                b = summary["best_eval"]
-                print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']}")
-        elif ns.command == "eval":
-            actor = load_actor(ns.path)
-            env_id = ns.env_id or actor.meta["env_id"]
+            return _train_command(ns)
+        if ns.command == "plot":
+            run = Path(ns.run) if ns.run else latest_run(ns.logdir)
+            for path in plot_run(run, ns.param, ns.out):
+                print(path)
+            return 0
+        if ns.episodes <= 0:
+            raise UsageError("--episodes must be positive")
+        actor = load_actor(ns.path)
+        env_id = ns.env_id or actor.meta["env_id"]
+        check_fits(actor, env_id)
+        if ns.command == "eval":
             result = evaluate(make_policy(actor, greedy=not ns.stochastic, seed=ns.seed),
                               env_id, ns.episodes, ns.seed)
-            if ns.json:
-                print(json.dumps(result))
-            else:
-                print(f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
-                      f"+/- {result['std_return']:.1f}, success {result['success_rate']:.0%}, "
-                      f"mean steps {result['mean_steps']:.1f}")
+            print(json.dumps(result) if ns.json else
+                  f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
+                  f"+/- {result['std_return']:.1f}, success {result['success_rate']:.0%}, "
+                  f"mean steps {result['mean_steps']:.1f}")
+        else:
+            for r in replay(ns.path, ns.episodes, ns.render, ns.out, ns.seed, not ns.stochastic, env_id):
+                print(f"episode {r['episode']}: {r['steps']} steps, return {r['episode_return']:.0f}"
+                      + (" (flag reached)" if r["success"] else ""))
+            if ns.render == "gif":
+                print(f"wrote {r['gif']}")
+        return 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _train_command(ns: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(ns.resume) if ns.resume else None
+    args = args_from_cli(ns, checkpoint and checkpoint["config"])
+    try:
+        summary = train(args, checkpoint)
+    except TrainingDiverged as e:
+        print(f"error: training stopped: {e}; the files in {Path(args.param_dir) / 'net_param'} are "
+              "from before it; lower --actor-lr / --critic-lr, or --resume the last checkpoint", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
+              "intact; free space or fix permissions, then --resume the last checkpoint", file=sys.stderr)
+        return 1
+    if summary["interrupted"]:
+        name = signal.Signals(summary["interrupted"]).name
+        print(f"{name}: stopped at step {summary['global_step']}; checkpoint saved to {summary['checkpoint']}\n"
+              f"resume with: python ppo_mountaincar.py train --resume {summary['checkpoint']}", file=sys.stderr)
+        return 128 + summary["interrupted"]
+    print(f"trained {summary['global_step']} steps, {summary['episodes']} episodes in "
+          f"{summary['seconds']:.1f} s; policy: {summary['actor_path']}")
+    if summary["best_eval"]["mean_return"] > -np.inf:
+        b = summary["best_eval"]
+        print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} "
+              f"(kept as {summary['actor_path']})")
     return 0
 
 

@@ -1,13 +1,15 @@
 """Shared fixtures: put the project root on sys.path and keep runs out of the repo."""
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
-warnings.filterwarnings("ignore", message="No ccache found")  # Paddle, at import
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("filterwarnings", "ignore:No ccache found")  # Paddle, at import
 
 
 @pytest.fixture
