@@ -103,6 +103,7 @@ class Args:
     param_dir: str = _flag("param", "checkpoint folder (net_param/ and img/ go inside)")
     save_every: int = _flag(50, "write a numbered snapshot every N updates (0: never)")
     keep_snapshots: int = _flag(3, "numbered snapshots to keep")
+    plots: bool = _flag(True, "write figures to <param-dir>/img at the end")
     quiet: bool = _flag(False, "no progress bar")
 
 
@@ -521,9 +522,12 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
+def numpy_state(layer: nn.Layer) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in layer.state_dict().items()}
+
+
 def save_state(layer: nn.Layer, path: Path, meta: dict[str, Any]) -> Path:
-    state = {k: v for k, v in layer.state_dict().items()}
-    atomic_write(path, lambda tmp: paddle.save({**state, "meta": meta}, tmp))
+    atomic_write(path, lambda tmp: paddle.save({**numpy_state(layer), "meta": meta}, tmp))
     return path
 
 
@@ -531,7 +535,7 @@ class _SafeUnpickler(pickle.Unpickler):
     """Admits numpy arrays and plain containers only: `paddle.load` would unpickle any
     object, so a crafted .param file could run code on the machine that loads it."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
                ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar")}
 
@@ -814,6 +818,8 @@ class Trainer:
         checkpoint = self.save_checkpoint()
         self.writer.close()
         self.envs.close()
+        if self.args.plots and not self.stop_signal:
+            plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
         return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
                     global_step=self.global_step, episodes=self.episode, updates=self.updates,
                     training_step=self.agent.training_step, seconds=time.perf_counter() - self.start,
@@ -826,7 +832,7 @@ class Trainer:
         agent = self.agent
         state = dict(
             kind="checkpoint", format=PARAM_FORMAT, config=dataclasses.asdict(self.args),
-            run_name=self.run_name, actor=agent.actor_net.state_dict(), critic=agent.critic_net.state_dict(),
+            run_name=self.run_name, actor=numpy_state(agent.actor_net), critic=numpy_state(agent.critic_net),
             actor_optimizer=optimizer_state(agent.actor_optimizer, agent.actor_net),
             critic_optimizer=optimizer_state(agent.critic_optimizer, agent.critic_net),
             counters=dict(global_step=self.global_step, episode=self.episode, updates=self.updates,
