@@ -288,43 +288,46 @@ class Critic(nn.Layer):
 # ---------------------------------------------------------------------------------------
 class RolloutBuffer:
     """Fixed-capacity storage of `num_steps` x `num_envs` transitions (the tutorial's
-    unbounded list grew past a million entries when the car never found the flag)."""
+    unbounded list grew past a million entries when the car never found the flag).
+    Like the tutorial's Transition it keeps each step's next state: the critic values
+    all states in one batch at update time, and V(next state) bootstraps wherever an
+    episode is cut rather than ended (a time limit, or the end of the rollout)."""
 
     def __init__(self, num_steps: int, num_envs: int, obs_dim: int):
         self.obs = np.zeros((num_steps, num_envs, obs_dim), np.float32)
+        self.next_obs = np.zeros((num_steps, num_envs, obs_dim), np.float32)  # before autoreset
         self.actions = np.zeros((num_steps, num_envs), np.int64)
         self.logprobs = np.zeros((num_steps, num_envs), np.float32)
         self.rewards = np.zeros((num_steps, num_envs), np.float32)
-        self.dones = np.zeros((num_steps, num_envs), np.float32)  # episode ended after step t
-        self.values = np.zeros((num_steps, num_envs), np.float32)
+        self.terminated = np.zeros((num_steps, num_envs), np.float32)  # reached a terminal state
+        self.dones = np.zeros((num_steps, num_envs), np.float32)  # episode over: terminated or cut
         self.size = 0
 
     @property
     def full(self) -> bool:
         return self.size == len(self.obs)
 
-    def add(self, obs, action, logprob, reward, done, value) -> None:
+    def add(self, obs, action, logprob, reward, next_obs, terminated, done) -> None:
         t = self.size
-        self.obs[t], self.actions[t], self.logprobs[t] = obs, action, logprob
-        self.rewards[t], self.dones[t], self.values[t] = reward, done, value
+        self.obs[t], self.actions[t], self.logprobs[t], self.rewards[t] = obs, action, logprob, reward
+        self.next_obs[t], self.terminated[t], self.dones[t] = next_obs, terminated, done
         self.size += 1
 
-    def compute_returns(self, last_value: np.ndarray, gamma: float, lam: float):
-        """GAE(lambda) advantages and the returns the critic regresses on.
+    def compute_returns(self, values: np.ndarray, next_values: np.ndarray, gamma: float, lam: float):
+        """GAE(lambda) advantages and the returns the critic regresses on, given V(s_t) and
+        V(s_t+1) for every stored step ([size, num_envs]).
 
-        `last_value` is V of the observation after the last stored step; it bootstraps
-        rollouts cut mid-episode. With lam=1 this is the tutorial's Monte-Carlo return
-        G_t (bootstrapped at the cut) and advantage G_t - V(s_t). Time-limit truncations
-        were already folded into the reward (r + gamma * V(s_final)) when stored."""
+        delta_t = r_t + gamma * V(s_t+1) * (1 - terminated_t) - V(s_t), summed back with
+        weights (gamma * lam)^k until the episode ends. With lam=1 this is the tutorial's
+        Monte-Carlo return G_t, bootstrapped where an episode was cut, and advantage
+        G_t - V(s_t); unlike the tutorial's, the sum restarts at every episode boundary."""
         n = self.size
-        adv = np.zeros((n, self.obs.shape[1]), np.float32)
-        next_adv, next_value = 0.0, last_value
+        deltas = self.rewards[:n] + gamma * next_values * (1.0 - self.terminated[:n]) - values
+        adv = np.zeros_like(deltas)
+        next_adv = np.zeros(deltas.shape[1], np.float32)
         for t in reversed(range(n)):  # sequential in time, batched over envs
-            not_done = 1.0 - self.dones[t]
-            delta = self.rewards[t] + gamma * next_value * not_done - self.values[t]
-            next_adv = adv[t] = delta + gamma * lam * not_done * next_adv
-            next_value = self.values[t]
-        return adv, adv + self.values[:n]
+            next_adv = adv[t] = deltas[t] + gamma * lam * (1.0 - self.dones[t]) * next_adv
+        return adv, adv + values
 
     def clear(self) -> None:
         self.size = 0
@@ -399,11 +402,15 @@ class PPO:
         self.obs_norm = ObsNorm(obs_dim, enabled=args.norm_obs)  # shared by both networks
         self.actor_net = Actor(obs_dim, n_actions, args.hidden_sizes, args.activation, self.obs_norm)
         self.critic_net = Critic(obs_dim, args.hidden_sizes, args.activation, self.obs_norm)
-        clip = nn.ClipGradByGlobalNorm(args.max_grad_norm)
-        self.actor_optimizer = paddle.optimizer.Adam(
-            args.actor_lr, parameters=self.actor_net.parameters(), grad_clip=clip)
-        self.critic_optimizer = paddle.optimizer.Adam(
-            args.critic_lr, parameters=self.critic_net.parameters(), grad_clip=clip)
+        # One Adam for both networks: one step per minibatch, as Paddle's per-call overhead
+        # is most of an update's time. Parameter groups (slower still) only when the critic
+        # has a learning rate of its own; a group's rate is a factor on the actor's.
+        params = self.actor_net.parameters() + self.critic_net.parameters()
+        if args.critic_lr != args.actor_lr:
+            params = [{"params": self.actor_net.parameters()},
+                      {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
+        self.optimizer = paddle.optimizer.Adam(
+            args.actor_lr, parameters=params, grad_clip=nn.ClipGradByGlobalNorm(args.max_grad_norm))
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
         self.rng = np.random.default_rng(args.seed)
         self.training_step = 0  # minibatch updates so far (the tutorial's counter)
@@ -418,66 +425,75 @@ class PPO:
         """V(s) for a batch of states."""
         return self.critic_net(paddle.to_tensor(state, dtype="float32")).numpy()
 
-    def store_transition(self, state, action, logprob, reward, done, value) -> None:
-        """Append one step of every env to the buffer."""
-        self.buffer.add(state, action, logprob, reward, done, value)
+    def store_transition(self, state, action, logprob, reward, next_state, terminated, done) -> None:
+        """Append one step of every env to the buffer (`next_state` before any autoreset)."""
+        self.buffer.add(state, action, logprob, reward, next_state, terminated, done)
 
     # -- learning -------------------------------------------------------------------
     def set_lr_fraction(self, frac: float) -> None:
-        self.actor_optimizer.set_lr(self.args.actor_lr * frac)
-        self.critic_optimizer.set_lr(self.args.critic_lr * frac)
+        """Scale both learning rates (the critic's follows through its group's factor)."""
+        self.optimizer.set_lr(self.args.actor_lr * frac)
 
-    def update(self, last_value: np.ndarray) -> dict[str, Any]:
+    def update(self) -> dict[str, Any]:
         """Several epochs of clipped-ratio minibatch updates on the buffer, then clear it.
 
         Returns per-minibatch losses (for the tutorial's VisualDL tags) and diagnostics."""
         a, buf = self.args, self.buffer
-        adv, ret = buf.compute_returns(last_value, a.gamma, a.gae_lambda)
         n = buf.size * buf.obs.shape[1]
-        flat = [buf.obs[:buf.size].reshape(n, -1), buf.actions[:buf.size].reshape(n),
-                buf.logprobs[:buf.size].reshape(n), adv.reshape(n), ret.reshape(n)]
-        tensors = [paddle.to_tensor(x) for x in flat]
-        logs: list[paddle.Tensor] = []
-        for _ in range(a.update_epochs):
+        raw_obs = buf.obs[:buf.size].reshape(n, -1)
+        values = self.get_value(np.concatenate([raw_obs, buf.next_obs[:buf.size].reshape(n, -1)]))
+        adv, ret = buf.compute_returns(values[:n].reshape(buf.size, -1), values[n:].reshape(buf.size, -1),
+                                       a.gamma, a.gae_lambda)
+        flat = [raw_obs, buf.actions[:buf.size].reshape(n), buf.logprobs[:buf.size].reshape(n),
+                adv.reshape(n), ret.reshape(n)]
+        with paddle.no_grad():  # statistics are frozen during an update: normalise once
+            tensors = [self.obs_norm(paddle.to_tensor(raw_obs))] + [paddle.to_tensor(x) for x in flat[1:]]
+        logs, epochs = [], 0
+        for epochs in range(1, a.update_epochs + 1):
             perm = paddle.to_tensor(self.rng.permutation(n))
-            obs, act, old_logp, b_adv, b_ret = (paddle.gather(t, perm) for t in tensors)
-            epoch_logs = []
+            obs, act_, old_logp, b_adv, b_ret = (paddle.gather(t, perm) for t in tensors)
             for start in range(0, n, a.batch_size):
                 mb = slice(start, start + a.batch_size)
-                epoch_logs.append(self._minibatch_step(obs[mb], act[mb], old_logp[mb], b_adv[mb], b_ret[mb]))
-            logs += epoch_logs
-            if a.target_kl is not None and float(paddle.stack(epoch_logs)[:, 3].mean()) > a.target_kl:
+                logs.append(self._minibatch_step(obs[mb], act_[mb], old_logp[mb], b_adv[mb], b_ret[mb]))
+            if a.target_kl is not None and self._policy_shift(*tensors[:3])[0] > a.target_kl:
                 break
-        self.obs_norm.update(flat[0])  # after the update, so pi_old and pi saw the same inputs
+        approx_kl, clip_fraction = self._policy_shift(*tensors[:3])
+        self.obs_norm.update(raw_obs)  # after the update, so pi_old and pi saw the same inputs
         buf.clear()
         table = paddle.stack(logs).numpy()
-        values = flat[4] - flat[3]
         return dict(action_loss=table[:, 0], value_loss=table[:, 1], entropy=table[:, 2].mean(),
-                    approx_kl=table[:, 3].mean(), clip_fraction=table[:, 4].mean(),
-                    explained_variance=float(1 - np.var(flat[4] - values) / (np.var(flat[4]) + 1e-8)))
+                    approx_kl=approx_kl, clip_fraction=clip_fraction, epochs=epochs,
+                    explained_variance=float(1 - np.var(adv) / (np.var(flat[4]) + 1e-8)))
 
     def _minibatch_step(self, obs, act, old_logp, adv, ret) -> paddle.Tensor:
+        """One gradient step on a minibatch of normalised observations."""
         a = self.args
         if a.norm_adv and adv.shape[0] > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        logp, logp_all = gather_logprob(self.actor_net.logits(obs), act)
-        action_loss, ratio = clipped_surrogate(logp, old_logp, adv, a.clip)
+            centred = adv - adv.mean()
+            adv = centred / (paddle.sqrt((centred * centred).mean()) + 1e-8)
+        logp, logp_all = gather_logprob(self.actor_net.net(obs), act)
+        action_loss, _ = clipped_surrogate(logp, old_logp, adv, a.clip)
         entropy = -(paddle.exp(logp_all) * logp_all).sum(-1).mean()
-        value = self.critic_net(obs)
+        value = self.critic_net.net(obs).squeeze(-1)
         assert value.shape == ret.shape  # [N] vs [N, 1] would broadcast to [N, N]
         value_loss = F.mse_loss(value, ret)
-        # The two networks share no weights, so one backward serves both optimizers.
+        # The networks share no weights: the sum's gradient is each loss's own gradient.
         (action_loss - a.ent_coef * entropy + value_loss).backward()
-        self.actor_optimizer.step()
-        self.critic_optimizer.step()
-        self.actor_optimizer.clear_grad()
-        self.critic_optimizer.clear_grad()
+        self.optimizer.step()
+        self.optimizer.clear_grad()
         self.training_step += 1
-        with paddle.no_grad():
-            log_ratio = logp - old_logp
-            approx_kl = ((ratio - 1) - log_ratio).mean()
-            clip_frac = ((ratio - 1).abs() > a.clip).astype("float32").mean()
-            return paddle.stack([action_loss, value_loss, entropy, approx_kl, clip_frac])
+        return paddle.stack([action_loss, value_loss, entropy]).detach()
+
+    @paddle.no_grad()
+    def _policy_shift(self, obs, act, old_logp) -> tuple[float, float]:
+        """Approximate KL(pi_old || pi) and the fraction of ratios outside the clip range,
+        over the whole batch (once per update, not per minibatch: they are diagnostics)."""
+        logp, _ = gather_logprob(self.actor_net.net(obs), act)
+        log_ratio = logp - old_logp
+        ratio = paddle.exp(log_ratio)
+        kl = ((ratio - 1) - log_ratio).mean()
+        frac = ((ratio - 1).abs() > self.args.clip).astype("float32").mean()
+        return tuple(paddle.stack([kl, frac]).numpy().tolist())
 
     def save_param(self, directory: str | Path, suffix: str = "") -> Path:
         """Write actor_net{suffix}.param and critic_net{suffix}.param; returns the actor's."""
@@ -720,21 +736,16 @@ class Trainer:
                 agent.buffer.clear()
                 return False
             action, logprob = agent.select_action(self.obs)
-            value = agent.get_value(self.obs)
             next_obs, reward, terminated, truncated, info = self.envs.step(action)
             done = terminated | truncated
-            final_obs = next_obs.copy()  # where each env really arrived, before autoreset
+            real_next = next_obs.copy()  # where each env really arrived, before autoreset
             if done.any():
-                final_obs[done] = np.stack(info["final_obs"][done])
+                real_next[done] = np.stack(info["final_obs"][done])
             train_reward = reward.astype(np.float32)
             if self.bonus is not None:
                 beta = a.explore_bonus * max(0.0, 1.0 - self.global_step / a.explore_decay_steps)
-                train_reward += self.bonus(final_obs, beta)
-            # A time-limit cut is not an end: bootstrap with gamma * V(s_final).
-            cut = truncated & ~terminated
-            if cut.any():
-                train_reward[cut] += a.gamma * agent.get_value(final_obs[cut])
-            agent.store_transition(self.obs, action, logprob, train_reward, done, value)
+                train_reward += self.bonus(real_next, beta)
+            agent.store_transition(self.obs, action, logprob, train_reward, real_next, terminated, done)
             self.obs = next_obs
             self.global_step += a.num_envs
             self.ep_return += reward
@@ -761,23 +772,23 @@ class Trainer:
     def learn(self) -> None:
         """One PPO update on the buffer, its logs, and the periodic files."""
         a, agent = self.args, self.agent
-        first_step = agent.training_step
-        stats = agent.update(agent.get_value(self.obs))
+        stats = agent.update()
         self.updates += 1
         bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
         if bad or not all(np.isfinite(p.numpy()).all() for p in agent.actor_net.parameters() +
                           agent.critic_net.parameters()):
             raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite "
                                    f"at update {self.updates}")
-        for i, (a_loss, v_loss) in enumerate(zip(stats["action_loss"], stats["value_loss"])):
-            self.writer.add_scalar("loss/action_loss", float(a_loss), first_step + i)
-            self.writer.add_scalar("loss/value_loss", float(v_loss), first_step + i)
+        # The tutorial's loss tags, one point per update (the mean over its minibatches) at
+        # its last minibatch step: a point per minibatch costs more than the minibatch.
+        self.writer.add_scalar("loss/action_loss", float(stats["action_loss"].mean()), agent.training_step - 1)
+        self.writer.add_scalar("loss/value_loss", float(stats["value_loss"].mean()), agent.training_step - 1)
         sps = self.global_step / (time.perf_counter() - self.start)
         for tag, key in (("loss/entropy", "entropy"), ("loss/approx_kl", "approx_kl"),
                          ("loss/clip_fraction", "clip_fraction"),
                          ("loss/explained_variance", "explained_variance")):
             self.writer.add_scalar(tag, float(stats[key]), self.global_step)
-        self.writer.add_scalar("train/learning_rate", float(agent.actor_optimizer.get_lr()), self.global_step)
+        self.writer.add_scalar("train/learning_rate", float(agent.optimizer.get_lr()), self.global_step)
         self.writer.add_scalar("train/steps_per_second", sps, self.global_step)
         self.bar.set_postfix(ep=self.episode, sps=f"{sps:.0f}", refresh=False,
                              ret=f"{np.mean(self.recent) if self.recent else float('nan'):.1f}")
@@ -833,8 +844,7 @@ class Trainer:
         state = dict(
             kind="checkpoint", format=PARAM_FORMAT, config=dataclasses.asdict(self.args),
             run_name=self.run_name, actor=numpy_state(agent.actor_net), critic=numpy_state(agent.critic_net),
-            actor_optimizer=optimizer_state(agent.actor_optimizer, agent.actor_net),
-            critic_optimizer=optimizer_state(agent.critic_optimizer, agent.critic_net),
+            optimizer=optimizer_state(agent.optimizer, agent.actor_net, agent.critic_net),
             counters=dict(global_step=self.global_step, episode=self.episode, updates=self.updates,
                           training_step=agent.training_step, next_eval=self.next_eval,
                           elapsed=time.perf_counter() - self.start),
@@ -848,8 +858,7 @@ class Trainer:
         agent = self.agent
         for layer, key in ((agent.actor_net, "actor"), (agent.critic_net, "critic")):
             load_weights(layer, ckpt[key], "the checkpoint")
-        restore_optimizer(agent.actor_optimizer, agent.actor_net, ckpt["actor_optimizer"])
-        restore_optimizer(agent.critic_optimizer, agent.critic_net, ckpt["critic_optimizer"])
+        restore_optimizer(agent.optimizer, ckpt["optimizer"], agent.actor_net, agent.critic_net)
         c = ckpt["counters"]
         self.global_step, self.episode, self.updates = c["global_step"], c["episode"], c["updates"]
         agent.training_step, self.next_eval, self.elapsed = c["training_step"], c["next_eval"], c["elapsed"]
@@ -859,11 +868,17 @@ class Trainer:
             self.bonus.counts[:] = ckpt["bonus_counts"]
 
 
-def optimizer_state(opt: paddle.optimizer.Optimizer, layer: nn.Layer) -> dict[str, np.ndarray]:
-    """The optimizer's state keyed by structured names ("net.0.weight_moment1_0"):
-    Paddle keys it by auto-generated parameter names ("linear_3.w_0_..."), which depend
-    on how many layers the process had created before, so they differ in a new process."""
-    names = {p.name: name for name, p in layer.named_parameters()}
+def _structured_names(actor: Actor, critic: Critic) -> dict[str, str]:
+    """Paddle's auto-generated parameter names ("linear_3.w_0") -> "actor.net.0.weight"."""
+    return {p.name: f"{role}.{name}" for role, layer in (("actor", actor), ("critic", critic))
+            for name, p in layer.named_parameters()}
+
+
+def optimizer_state(opt: paddle.optimizer.Optimizer, actor: Actor, critic: Critic) -> dict[str, np.ndarray]:
+    """The optimizer's moments keyed by structured names ("actor.net.0.weight_moment1_0"):
+    Paddle keys them by auto-generated parameter names, which depend on how many layers
+    the process had created before, so they differ in a new process."""
+    names = _structured_names(actor, critic)
     out = {}
     for key, value in opt.state_dict().items():
         owner = next((n for n in names if key.startswith(n + "_")), None)
@@ -872,8 +887,9 @@ def optimizer_state(opt: paddle.optimizer.Optimizer, layer: nn.Layer) -> dict[st
     return out
 
 
-def restore_optimizer(opt: paddle.optimizer.Optimizer, layer: nn.Layer, saved: dict[str, np.ndarray]) -> None:
-    names = {name: p.name for name, p in layer.named_parameters()}
+def restore_optimizer(opt: paddle.optimizer.Optimizer, saved: dict[str, np.ndarray], actor: Actor,
+                      critic: Critic) -> None:
+    names = {v: k for k, v in _structured_names(actor, critic).items()}
     state = {}
     for key, value in saved.items():
         owner = next((n for n in names if key.startswith(n + "_")), None)

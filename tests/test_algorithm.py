@@ -6,46 +6,52 @@ import pytest
 import ppo_mountaincar as pm
 
 
-def fill(buf, rewards, dones, values):
-    for r, d, v in zip(rewards, dones, values):
-        n = len(np.atleast_1d(r))
-        buf.add(np.zeros((n, buf.obs.shape[2])), np.zeros(n), np.zeros(n), r, d, v)
+def fill(buf, rewards, terminated, dones):
+    for r, term, d in zip(rewards, terminated, dones):
+        n = len(r)
+        z = np.zeros((n, buf.obs.shape[2]))
+        buf.add(z, np.zeros(n), np.zeros(n), r, z, term, d)
 
 
-def test_monte_carlo_returns_reset_at_episode_end():
-    # lam=1, gamma=0.5: G_t by hand. Episode ends after step 1; step 2 is cut mid-episode
-    # and bootstraps from last_value=10. The tutorial carried R across the boundary.
+def test_monte_carlo_returns_restart_at_episode_end_and_bootstrap_at_the_cut():
+    # lam=1, gamma=0.5, V=0 except V(s') of the last step = 10: the rollout ends there
+    # mid-episode. Step 1 ends an episode (terminated). The tutorial carried R across.
     buf = pm.RolloutBuffer(3, 1, 2)
-    fill(buf, [[1.0], [2.0], [4.0]], [[0], [1], [0]], [[0.0], [0.0], [0.0]])
-    adv, ret = buf.compute_returns(np.array([10.0]), gamma=0.5, lam=1.0)
+    fill(buf, [[1.0], [2.0], [4.0]], [[0], [1], [0]], [[0], [1], [0]])
+    values, next_values = np.zeros((3, 1)), np.array([[0.0], [0.0], [10.0]])
+    adv, ret = buf.compute_returns(values, next_values, gamma=0.5, lam=1.0)
     assert ret[:, 0] == pytest.approx([1 + 0.5 * 2, 2, 4 + 0.5 * 10])
-    assert adv[:, 0] == pytest.approx(ret[:, 0])  # values are zero
+    assert adv[:, 0] == pytest.approx(ret[:, 0])
 
 
 def test_gae_several_envs_against_hand_values():
     gamma, lam = 0.9, 0.8
     buf = pm.RolloutBuffer(2, 2, 1)
-    # env 0: no episode end; env 1: episode ends after step 0
-    fill(buf, [[1.0, 1.0], [0.0, 3.0]], [[0, 1], [0, 0]], [[0.5, 2.0], [1.0, 1.5]])
-    adv, ret = buf.compute_returns(np.array([2.0, 4.0]), gamma, lam)
-    # env 0
+    # env 0 runs on; env 1's episode terminates after step 0
+    fill(buf, [[1.0, 1.0], [0.0, 3.0]], [[0, 1], [0, 0]], [[0, 1], [0, 0]])
+    v = np.array([[0.5, 2.0], [1.0, 1.5]])
+    nv = np.array([[1.0, 99.0], [2.0, 4.0]])  # V(s') of env 1 at its terminal step is ignored
+    adv, ret = buf.compute_returns(v, nv, gamma, lam)
     d1 = 0.0 + gamma * 2.0 - 1.0
     d0 = 1.0 + gamma * 1.0 - 0.5
     assert adv[:, 0] == pytest.approx([d0 + gamma * lam * d1, d1])
-    # env 1: step 0 ends the episode, so nothing flows back from step 1
     e1 = 3.0 + gamma * 4.0 - 1.5
-    assert adv[:, 1] == pytest.approx([1.0 - 2.0, e1])
-    assert ret == pytest.approx(adv + buf.values)
+    assert adv[:, 1] == pytest.approx([1.0 - 2.0, e1])  # nothing flows back across the end
+    assert ret == pytest.approx(adv + v)
 
 
-def test_truncation_bootstraps_through_the_reward():
-    # The training loop folds gamma*V(s_final) into a truncated step's reward and marks it
-    # done: the return then equals r + gamma*V(s_final), not r alone.
-    buf = pm.RolloutBuffer(1, 1, 1)
-    v_final, gamma = 7.0, 0.99
-    fill(buf, [[-1.0 + gamma * v_final]], [[1]], [[0.0]])
-    _, ret = buf.compute_returns(np.array([123.0]), gamma, 0.95)  # next episode's V ignored
-    assert ret[0, 0] == pytest.approx(-1.0 + gamma * v_final)
+def test_time_limit_truncation_bootstraps_from_the_final_state():
+    # truncated (done, not terminated): the return is r + gamma * V(s_final), and nothing
+    # flows back from the next episode's first step
+    buf = pm.RolloutBuffer(2, 1, 1)
+    gamma = 0.99
+    fill(buf, [[-1.0], [-5.0]], [[0], [0]], [[1], [0]])
+    adv, ret = buf.compute_returns(np.zeros((2, 1)), np.array([[7.0], [0.0]]), gamma, 0.95)
+    assert ret[0, 0] == pytest.approx(-1.0 + gamma * 7.0)
+    # the same step terminated instead: no bootstrap
+    buf.terminated[0] = 1
+    _, ret = buf.compute_returns(np.zeros((2, 1)), np.array([[7.0], [0.0]]), gamma, 0.95)
+    assert ret[0, 0] == pytest.approx(-1.0)
 
 
 def numpy_surrogate(logp, old, adv, eps):
@@ -101,8 +107,10 @@ def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():
     obs = rng.normal(size=(32, 4, 2)).astype(np.float32)
     for t in range(32):
         a, lp = agent.select_action(obs[t])
-        agent.store_transition(obs[t], a, lp, rng.normal(size=4), np.zeros(4), agent.get_value(obs[t]))
-    adv, _ = agent.buffer.compute_returns(np.zeros(4), args.gamma, args.gae_lambda)
+        agent.store_transition(obs[t], a, lp, rng.normal(size=4), obs[(t + 1) % 32], np.zeros(4), np.zeros(4))
+    values = agent.get_value(agent.buffer.obs.reshape(128, 2)).reshape(32, 4)
+    next_values = agent.get_value(agent.buffer.next_obs.reshape(128, 2)).reshape(32, 4)
+    adv, _ = agent.buffer.compute_returns(values, next_values, args.gamma, args.gae_lambda)
     flat = [paddle.to_tensor(x.reshape(128, *x.shape[2:])) for x in
             (agent.buffer.obs, agent.buffer.actions, agent.buffer.logprobs, adv)]
 
@@ -113,7 +121,7 @@ def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():
             return float(pm.clipped_surrogate(logp, flat[2], a, args.clip)[0])
 
     before = surrogate()
-    stats = agent.update(np.zeros(4))
+    stats = agent.update()
     assert surrogate() < before - 1e-3
     assert agent.training_step == 4 * 4 and len(stats["action_loss"]) == 16
     assert agent.buffer.size == 0

@@ -54,10 +54,11 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     c = second["counters"]
     assert c["global_step"] >= budget and c["updates"] >= first["updates"] + 4
     assert c["training_step"] == first["training_step"] + (c["updates"] - first["updates"]) * 2 * 2
-    # the VisualDL steps continue in the same run folder: no minibatch step logged twice
+    # the VisualDL steps continue in the same run folder: one point per update (at its last
+    # minibatch step, 2 epochs x 2 minibatches), none logged twice, none missing
     scalars = pm.read_scalars(tmp_path / "exp" / second["run_name"])
     steps = scalars["loss/action_loss"][0].tolist()
-    assert steps == list(range(c["training_step"]))
+    assert steps == list(range(3, c["training_step"], 4))
 
 
 def test_resume_restores_the_optimizer_moments_under_other_parameter_names(tmp_path):
@@ -68,20 +69,19 @@ def test_resume_restores_the_optimizer_moments_under_other_parameter_names(tmp_p
     pm.Actor(2, 3, (7,))  # shifts the auto-generated parameter names in this process
     resumed = pm.Trainer(args, ckpt)
     assert resumed.agent.actor_net.net[0].weight.name != original.agent.actor_net.net[0].weight.name
-    fresh = pm.Trainer(args, {**ckpt, "actor_optimizer": {}, "critic_optimizer": {}})
+    fresh = pm.Trainer(args, {**ckpt, "optimizer": {}})
 
     rng = np.random.default_rng(0)
-    batch = [rng.normal(size=(64, 4, 2)).astype(np.float32) * [0.3, 0.02] + [-0.5, 0],
-             rng.integers(0, 3, (64, 4)), np.full((64, 4), -1.1), rng.normal(size=(64, 4)),
-             np.zeros((64, 4)), rng.normal(size=(64, 4))]
+    obs = rng.normal(size=(65, 4, 2)).astype(np.float32) * [0.3, 0.02] + [-0.5, 0]
+    batch = [obs[:-1], rng.integers(0, 3, (64, 4)), np.full((64, 4), -1.1), rng.normal(size=(64, 4)),
+             obs[1:], np.zeros((64, 4)), np.zeros((64, 4))]
     weights = []
     for trainer in (original, resumed, fresh):
-        buf = trainer.agent.buffer
-        buf.obs[:], buf.actions[:], buf.logprobs[:], buf.rewards[:], buf.dones[:], buf.values[:] = batch
-        buf.size = 64
+        for t in range(64):
+            trainer.agent.store_transition(*(x[t] for x in batch))
         trainer.agent.rng = np.random.default_rng(1)
         trainer.agent.set_lr_fraction(0.5)
-        trainer.agent.update(np.zeros(4))
+        trainer.agent.update()
         weights.append(trainer.agent.actor_net.net[0].weight.numpy())
     assert np.array_equal(weights[0], weights[1])      # same moments, same step
     assert not np.allclose(weights[0], weights[2])     # without them the step differs
@@ -219,8 +219,8 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
     real_update = pm.PPO.update
     calls = {"n": 0}
 
-    def poisoned(self, last_value):
-        stats = real_update(self, last_value)
+    def poisoned(self):
+        stats = real_update(self)
         calls["n"] += 1
         if calls["n"] == 3:  # the third update blows up
             w = self.actor_net.net[0].weight

@@ -1,0 +1,134 @@
+"""Replay, evaluation, figures, the shipped policy and the VisualDL server."""
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ppo_mountaincar as pm
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "param" / "pretrained" / "actor_net.param"
+
+
+def cli(*argv, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "ppo_mountaincar.py"), *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_shipped_policy_solves_mountain_car_on_held_out_seeds():
+    result = pm.evaluate(pm.load_policy(PRETRAINED), "MountainCar-v0", 100, pm.HOLDOUT_SEED)
+    assert result["mean_return"] >= -110 and result["success_rate"] == 1.0
+    # the same numbers through the command line, as JSON
+    proc = cli("eval", str(PRETRAINED), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == result
+
+
+def test_load_policy_maps_raw_observation_batches_to_actions():
+    policy = pm.load_policy(PRETRAINED)
+    obs = np.array([[-0.5, 0.03], [-0.5, -0.03], [0.3, 0.05]], np.float32)
+    actions = policy(obs)
+    assert actions.shape == (3,) and actions.dtype.kind == "i"
+    assert actions[0] == 2 and actions[1] == 0  # push along the velocity
+
+
+def test_eval_matches_gymnasiums_own_env():
+    policy = pm.load_policy(PRETRAINED)
+    fast = pm.evaluate(policy, "MountainCar-v0", 20, 123)
+    slow = pm.evaluate(policy, "MountainCar-v0", 20, 123, fast=False)
+    assert fast == slow
+
+
+def test_replay_writes_a_gif_in_which_the_car_reaches_the_flag(tmp_path):
+    out = tmp_path / "replay.gif"
+    proc = cli("replay", str(PRETRAINED), "--episodes", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("(flag reached)") == 2 and f"wrote {out}" in proc.stdout
+    gif = Image.open(out)
+    assert gif.n_frames > 2 * 40 and gif.size == (600, 400)
+    # the last frame of the last episode shows the car at the flag, on the right
+    gif.seek(gif.n_frames - 1)
+    last = np.asarray(gif.convert("RGB")).astype(int)
+    first = (gif.seek(0), np.asarray(gif.convert("RGB")).astype(int))[1]
+    changed = np.abs(last - first).sum(2) > 60
+    changed[:35] = False  # ignore the caption
+    cols = np.flatnonzero(changed.any(0))
+    assert cols.size and cols.mean() > 400  # what moved ended up on the right, near x=0.5
+
+
+def test_replay_without_a_display_refuses_a_window(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(pm.UsageError, match="needs a display"):
+        pm.replay(PRETRAINED, render="human")
+
+
+def test_plot_draws_the_figures_of_a_run(tmp_path):
+    args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=2048,
+                   eval_every=1024, eval_episodes=5, quiet=True, logdir=str(tmp_path / "exp"),
+                   param_dir=str(tmp_path / "param"))
+    pm.train(args)  # plots at the end
+    img = tmp_path / "param" / "img"
+    names = {"training_curve.png", "losses.png", "policy_value.png"}
+    assert {p.name for p in img.iterdir()} == names
+    for p in img.iterdir():
+        im = Image.open(p)
+        assert im.size[0] > 600 and np.asarray(im.convert("L")).std() > 10  # not blank
+    # and again from the logs, through the command line
+    proc = cli("plot", "--logdir", str(tmp_path / "exp"), "--param",
+               str(tmp_path / "param" / "net_param" / "actor_net.param"), "--out", str(tmp_path / "again"))
+    assert proc.returncode == 0, proc.stderr
+    assert {Path(line).name for line in proc.stdout.split()} == names
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(urllib.request.Request(url), timeout=10) as r:  # no Accept-Language
+        return r.status, r.read()
+
+
+def test_visualdl_serves_a_real_runs_scalars(tmp_path):
+    args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=1024,
+                   quiet=True, plots=False, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
+    summary = pm.train(args)
+    ours = pm.read_scalars(tmp_path / "exp" / summary["run_name"])["loss/action_loss"]
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("visualdl")), "--logdir", "./exp",
+                               "--host", "127.0.0.1", "--port", str(port), "--language", "en",
+                               "--disable-telemetry"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                status, _ = get(base + "/app/scalar")
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "VisualDL did not start"
+                time.sleep(0.5)
+        assert status == 200
+        runs = json.loads(get(base + "/app/api/runs")[1])["data"]
+        [run] = [r for r in runs if r.endswith(summary["run_name"])]
+        query = urllib.parse.urlencode({"run": run, "tag": "loss/action_loss"})
+        points = json.loads(get(f"{base}/app/api/scalar/list?{query}")[1])["data"]
+        served = {int(step): value for _, step, value in points}
+        assert served and set(served) <= set(ours[0].tolist())
+        for step, value in served.items():
+            assert value == pytest.approx(float(ours[1][ours[0].tolist().index(step)]), rel=1e-6)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
