@@ -73,29 +73,29 @@ class Args:
                                         "buffer holds >= batch-size steps (the tutorial's schedule)")
     # PPO
     gamma: float = _flag(0.99, "discount factor")
-    gae_lambda: float = _flag(0.95, "GAE lambda (1.0: Monte-Carlo returns, as in the tutorial)")
+    gae_lambda: float = _flag(0.98, "GAE lambda (1.0: Monte-Carlo returns, as in the tutorial)")
     clip: float = _flag(0.2, "PPO ratio clip epsilon")
     update_epochs: int = _flag(10, "passes over each rollout")
     batch_size: int = _flag(256, "minibatch size")
-    actor_lr: float = _flag(3e-4, "actor Adam learning rate")
-    critic_lr: float = _flag(1e-3, "critic Adam learning rate")
+    actor_lr: float = _flag(1e-3, "Adam learning rate of the actor")
+    critic_lr: float = _flag(1e-3, "Adam learning rate of the critic")
     anneal_lr: bool = _flag(True, "decay both learning rates linearly to 0 over the budget")
-    max_grad_norm: float = _flag(0.5, "clip each network's global gradient norm to this")
-    ent_coef: float = _flag(0.0, "entropy bonus coefficient")
+    max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this")
+    ent_coef: float = _flag(0.01, "entropy bonus coefficient")
     norm_adv: bool = _flag(True, "normalise advantages per minibatch")
     target_kl: float | None = _flag(None, "stop an update's epochs once approx KL exceeds this")
     # networks
-    hidden_sizes: tuple[int, ...] = _flag((64, 64), "hidden layer sizes, e.g. 128 or 64,64")
+    hidden_sizes: tuple[int, ...] = _flag((128, 128), "hidden layer sizes, e.g. 128 or 64,64")
     activation: str = _flag("tanh", "hidden activation", choices=("tanh", "relu"))
     norm_obs: bool = _flag(True, "normalise observations with running statistics "
                            "(stored inside the actor .param)")
     # exploration
-    explore_bonus: float = _flag(0.0, "count-based bonus beta/sqrt(N) on a grid over the "
+    explore_bonus: float = _flag(5.0, "count-based bonus beta/sqrt(N) on a grid over the "
                                  "observation box (0: off)")
     explore_bins: int = _flag(20, "grid cells per observation dimension for the bonus")
     explore_decay_steps: int = _flag(100_000, "the bonus decays linearly to 0 by this step")
     # evaluation during training
-    eval_every: int = _flag(0, "greedy evaluation every N env steps (0: off)")
+    eval_every: int = _flag(4096, "greedy evaluation every N env steps (0: off)")
     eval_episodes: int = _flag(100, "episodes per periodic evaluation")
     target_return: float | None = _flag(None, "stop once a periodic evaluation reaches this")
     # output
@@ -117,7 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_steps=8000, update_on_episode_end=True, gamma=0.99, gae_lambda=1.0,
         update_epochs=10, batch_size=64, actor_lr=1e-3, critic_lr=3e-3, anneal_lr=False,
         max_grad_norm=0.5, ent_coef=0.0, norm_adv=False, hidden_sizes=(128,),
-        activation="relu", norm_obs=False, save_every=100,
+        activation="relu", norm_obs=False, explore_bonus=0.0, eval_every=0, save_every=100,
     ),
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import statistics
 import sys
@@ -40,8 +41,10 @@ def run_seed(job: tuple[int, list[str], str]) -> dict:
 
 
 def median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+    """Median over all runs, a run that never got there counting as infinitely late
+    (None when more than half never got there)."""
+    m = statistics.median([math.inf if v is None else v for v in values])
+    return None if math.isinf(m) else m
 
 
 def fmt(v, spec: str) -> str:
@@ -51,12 +54,14 @@ def fmt(v, spec: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 1..N")
+    parser.add_argument("--seed-list", type=int, nargs="+", help="these seeds instead of 1..N")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("train_flags", nargs="*", help="flags for `train`, after --")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        jobs = [(s, a.train_flags, out) for s in range(1, a.seeds + 1)]
+        seeds = a.seed_list or range(1, a.seeds + 1)
+        jobs = [(s, a.train_flags, out) for s in seeds]
         pool = mp.get_context("spawn").Pool(a.jobs)
         rows = pool.map(run_seed, jobs, chunksize=1)
         pool.close()
