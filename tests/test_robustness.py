@@ -132,6 +132,7 @@ def trained(tmp_path_factory):
     for env_id in ("MountainCar-v0", "CartPole-v1"):
         args = pm.Args(env_id=env_id, num_envs=4, num_steps=64, batch_size=128, update_epochs=1,
                        total_timesteps=256, quiet=True, plots=False, logdir=str(base / "exp"),
+                       explore_bonus=5.0 if env_id == "MountainCar-v0" else 0.0,
                        param_dir=str(base / env_id))
         out[env_id] = Path(pm.train(args)["actor_path"])
     return out

@@ -115,6 +115,7 @@ def run_cli(*argv, cwd=ROOT):
     (["--hidden-sizes", "64,x"], "sizes"),
     (["--env-id", "Pendulum-v1"], "discrete actions"),
     (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
+    (["--env-id", "CartPole-v1"], "--explore-bonus 0"),  # unbounded observations: no grid
     (["--no-such-flag"], "unrecognized"),
     (["eval", "does/not/exist.param"], "no such file"),
 ])
