@@ -11,7 +11,7 @@ running on Gymnasium and PaddlePaddle 3, with the tutorial's bugs fixed.
 
 The file reads top to bottom in the order things happen: configuration, environments,
 networks, rollout buffer, exploration bonus, the PPO agent, saving and loading, the
-training loop, evaluation, and the command line.
+training loop, evaluation, replay and figures, and the command line.
 """
 from __future__ import annotations
 
@@ -395,7 +395,7 @@ def act(actor: Actor, state: np.ndarray, rng: np.random.Generator | None = None,
 
 
 class PPO:
-    """Actor, critic, their optimizers and the rollout buffer, with the clipped update."""
+    """The agent: actor, critic, their optimizer and the rollout buffer, with the clipped update."""
 
     def __init__(self, obs_dim: int, n_actions: int, args: Args):
         self.args = args
@@ -444,10 +444,9 @@ class PPO:
         values = self.get_value(np.concatenate([raw_obs, buf.next_obs[:buf.size].reshape(n, -1)]))
         adv, ret = buf.compute_returns(values[:n].reshape(buf.size, -1), values[n:].reshape(buf.size, -1),
                                        a.gamma, a.gae_lambda)
-        flat = [raw_obs, buf.actions[:buf.size].reshape(n), buf.logprobs[:buf.size].reshape(n),
-                adv.reshape(n), ret.reshape(n)]
         with paddle.no_grad():  # statistics are frozen during an update: normalise once
-            tensors = [self.obs_norm(paddle.to_tensor(raw_obs))] + [paddle.to_tensor(x) for x in flat[1:]]
+            tensors = [self.obs_norm(paddle.to_tensor(raw_obs))] + [paddle.to_tensor(x.reshape(n)) for x in (
+                buf.actions[:buf.size], buf.logprobs[:buf.size], adv, ret)]
         logs, epochs = [], 0
         for epochs in range(1, a.update_epochs + 1):
             perm = paddle.to_tensor(self.rng.permutation(n))
@@ -463,7 +462,7 @@ class PPO:
         table = paddle.stack(logs).numpy()
         return dict(action_loss=table[:, 0], value_loss=table[:, 1], entropy=table[:, 2].mean(),
                     approx_kl=approx_kl, clip_fraction=clip_fraction, epochs=epochs,
-                    explained_variance=float(1 - np.var(adv) / (np.var(flat[4]) + 1e-8)))
+                    explained_variance=float(1 - np.var(adv) / (np.var(ret) + 1e-8)))  # adv = ret - V
 
     def _minibatch_step(self, obs, act, old_logp, adv, ret) -> paddle.Tensor:
         """One gradient step on a minibatch of normalised observations."""
@@ -600,10 +599,13 @@ def _load_net(path: str | Path, role: str) -> nn.Layer:
         hint = f" (it is {'an' if meta['role'] == 'actor' else 'a'} {meta['role']} file: pass the " \
                f"{role}_net*.param beside it)" if other else ""
         raise UsageError(f"{path} is not {'an' if role == 'actor' else 'a'} {role} .param file of this project{hint}")
-    obs_norm = ObsNorm(meta["obs_dim"], enabled=meta.get("norm_obs", False))
-    sizes, act_fn = tuple(meta["hidden_sizes"]), meta["activation"]
-    net = Actor(meta["obs_dim"], meta["n_actions"], sizes, act_fn, obs_norm) if role == "actor" else \
-        Critic(meta["obs_dim"], sizes, act_fn, obs_norm)
+    try:
+        obs_norm = ObsNorm(meta["obs_dim"], enabled=meta.get("norm_obs", False))
+        sizes, act_fn = tuple(meta["hidden_sizes"]), meta["activation"]
+        net = Actor(meta["obs_dim"], meta["n_actions"], sizes, act_fn, obs_norm) if role == "actor" else \
+            Critic(meta["obs_dim"], sizes, act_fn, obs_norm)
+    except (KeyError, TypeError, ValueError, AssertionError):
+        raise UsageError(f"{path} is damaged: its network description is incomplete") from None
     load_weights(net, state, str(path))
     net.eval()
     net.meta = meta
