@@ -1018,8 +1018,7 @@ def _caption(frame: np.ndarray, text: str) -> Any:
     from PIL import Image, ImageDraw, ImageFont
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
-    draw.rectangle([0, 0, image.width, 30], fill=(255, 255, 255))
-    draw.text((10, 6), text, fill=(0, 0, 0), font=ImageFont.load_default(size=18))
+    draw.text((10, image.height - 26), text, fill=(0, 0, 0), font=ImageFont.load_default(size=18))  # below the track
     return image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
 
 
