@@ -370,6 +370,11 @@ def gather_logprob(logits: paddle.Tensor, actions: paddle.Tensor) -> tuple[paddl
     return paddle.take_along_axis(logp_all, actions.unsqueeze(-1), axis=-1).squeeze(-1), logp_all
 
 
+def entropy_of(logp_all: paddle.Tensor) -> paddle.Tensor:
+    """Mean entropy of the rows' categorical distributions, from their log-probabilities."""
+    return -(paddle.exp(logp_all) * logp_all).sum(-1).mean()
+
+
 def clipped_surrogate(logp: paddle.Tensor, old_logp: paddle.Tensor, adv: paddle.Tensor,
                       clip: float) -> tuple[paddle.Tensor, paddle.Tensor]:
     """PPO-clip loss -E[min(r A, clip(r, 1-eps, 1+eps) A)] and the ratio r.
@@ -456,11 +461,11 @@ class PPO:
                 logs.append(self._minibatch_step(obs[mb], act_[mb], old_logp[mb], b_adv[mb], b_ret[mb]))
             if a.target_kl is not None and self._policy_shift(*tensors[:3])[0] > a.target_kl:
                 break
-        approx_kl, clip_fraction = self._policy_shift(*tensors[:3])
+        approx_kl, clip_fraction, entropy = self._policy_shift(*tensors[:3])
         self.obs_norm.update(raw_obs)  # after the update, so pi_old and pi saw the same inputs
         buf.clear()
         table = paddle.stack(logs).numpy()
-        return dict(action_loss=table[:, 0], value_loss=table[:, 1], entropy=table[:, 2].mean(),
+        return dict(action_loss=table[:, 0], value_loss=table[:, 1], entropy=entropy,
                     approx_kl=approx_kl, clip_fraction=clip_fraction, epochs=epochs,
                     explained_variance=float(1 - np.var(adv) / (np.var(ret) + 1e-8)))  # adv = ret - V
 
@@ -472,27 +477,28 @@ class PPO:
             adv = centred / (paddle.sqrt((centred * centred).mean()) + 1e-8)
         logp, logp_all = gather_logprob(self.actor_net.net(obs), act)
         action_loss, _ = clipped_surrogate(logp, old_logp, adv, a.clip)
-        entropy = -(paddle.exp(logp_all) * logp_all).sum(-1).mean()
         value = self.critic_net.net(obs).squeeze(-1)
         assert value.shape == ret.shape  # [N] vs [N, 1] would broadcast to [N, N]
         value_loss = F.mse_loss(value, ret)
+        actor_loss = action_loss - a.ent_coef * entropy_of(logp_all) if a.ent_coef else action_loss
         # The networks share no weights: the sum's gradient is each loss's own gradient.
-        (action_loss - a.ent_coef * entropy + value_loss).backward()
+        (actor_loss + value_loss).backward()
         self.optimizer.step()
         self.optimizer.clear_grad()
         self.training_step += 1
-        return paddle.stack([action_loss, value_loss, entropy]).detach()
+        return paddle.stack([action_loss, value_loss]).detach()
 
     @paddle.no_grad()
-    def _policy_shift(self, obs, act, old_logp) -> tuple[float, float]:
-        """Approximate KL(pi_old || pi) and the fraction of ratios outside the clip range,
-        over the whole batch (once per update, not per minibatch: they are diagnostics)."""
-        logp, _ = gather_logprob(self.actor_net.net(obs), act)
+    def _policy_shift(self, obs, act, old_logp) -> tuple[float, float, float]:
+        """Approximate KL(pi_old || pi), the fraction of ratios outside the clip range and
+        the policy's entropy, over the whole batch (once per update, not per minibatch:
+        they are diagnostics)."""
+        logp, logp_all = gather_logprob(self.actor_net.net(obs), act)
         log_ratio = logp - old_logp
         ratio = paddle.exp(log_ratio)
         kl = ((ratio - 1) - log_ratio).mean()
         frac = ((ratio - 1).abs() > self.args.clip).astype("float32").mean()
-        return tuple(paddle.stack([kl, frac]).numpy().tolist())
+        return tuple(paddle.stack([kl, frac, entropy_of(logp_all)]).numpy().tolist())
 
     def save_param(self, directory: str | Path, suffix: str = "") -> Path:
         """Write actor_net{suffix}.param and critic_net{suffix}.param; returns the actor's."""

@@ -3,8 +3,8 @@ Stable-Baselines3 PPO with the same settings, measured in the same run.
 
 The settings are RL Zoo's PPO hyperparameters for MountainCar-v0: 16 envs x 16 steps,
 GAE lambda 0.98, gamma 0.99, 4 epochs, minibatches of 64, normalised observations, two
-hidden layers of 64 tanh units for actor and critic (SB3's default MlpPolicy), no
-periodic evaluation. Each measurement is a fresh process (imports included), repeated
+hidden layers of 64 tanh units for actor and critic (SB3's default MlpPolicy), learning
+rate 3e-4, no entropy or exploration bonus, no periodic evaluation. Each measurement is a fresh process (imports included), repeated
 and reported as the median; runs alternate so that machine load hits both alike.
 
     pip install -r benchmarks/requirements.txt     # torch (CPU) and stable-baselines3
@@ -23,7 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_FLAGS = ["--num-envs", "16", "--num-steps", "16", "--gae-lambda", "0.98", "--update-epochs", "4",
-             "--batch-size", "64", "--hidden-sizes", "64,64", "--activation", "tanh", "--eval-every", "0"]
+             "--batch-size", "64", "--hidden-sizes", "64,64", "--activation", "tanh", "--eval-every", "0",
+             # SB3's defaults that RL Zoo keeps: one learning rate of 3e-4, no entropy bonus;
+             # and no exploration bonus, which SB3 does not have
+             "--actor-lr", "3e-4", "--critic-lr", "3e-4", "--ent-coef", "0", "--explore-bonus", "0"]
 SB3_SCRIPT = """
 import sys
 from stable_baselines3 import PPO
