@@ -750,8 +750,8 @@ class Trainer:
             if done.any():
                 real_next[done] = np.stack(info["final_obs"][done])
             train_reward = reward.astype(np.float32)
-            if self.bonus is not None:
-                beta = a.explore_bonus * max(0.0, 1.0 - self.global_step / a.explore_decay_steps)
+            beta = a.explore_bonus * max(0.0, 1.0 - self.global_step / a.explore_decay_steps)
+            if self.bonus is not None and beta > 0:  # nothing to count once it has decayed
                 train_reward += self.bonus(real_next, beta)
             agent.store_transition(self.obs, action, logprob, train_reward, real_next, terminated, done)
             self.obs = next_obs
