@@ -132,3 +132,21 @@ def test_help_documents_every_training_flag():
     out = run_cli("--help").stdout
     for f in pm.dataclasses.fields(pm.Args):
         assert "--" + f.name.replace("_", "-") in out
+
+
+def test_default_preset_learns_within_a_small_budget(outdirs):
+    # An untrained policy never reaches the flag in 200 steps (-200); 40,960 steps of the
+    # default preset must bring the greedy 100-episode mean far above that.
+    args = pm.Args(total_timesteps=40_960, quiet=True, plots=False, **outdirs)
+    before = pm.evaluate(pm.make_policy(pm.PPO(2, 3, args).actor_net), "MountainCar-v0", 100, pm.EVAL_SEED)
+    summary = pm.train(args)
+    after = pm.evaluate(pm.load_policy(summary["actor_path"]), "MountainCar-v0", 100, pm.HOLDOUT_SEED)
+    assert before["mean_return"] == -200.0
+    assert after["mean_return"] > -150 and after["success_rate"] == 1.0
+
+
+def test_target_return_stops_training_early(outdirs):
+    args = pm.Args(total_timesteps=100_000, eval_every=4096, target_return=-200.0, quiet=True,
+                   plots=False, **outdirs)
+    summary = pm.train(args)
+    assert summary["global_step"] == 4096 and len(summary["eval_history"]) == 1
