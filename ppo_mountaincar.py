@@ -578,11 +578,13 @@ def load_state(path: str | Path) -> dict[str, Any]:
         if "refusing" in str(e):
             raise UsageError(f"{path} contains code or objects a .param file never holds "
                              f"({e}); it was not loaded") from None
-        raise UsageError(f"{path} is not a readable .param file ({e})") from None
+        raise UsageError(f"{path} is damaged or not a .param file ({e}); use another copy, "
+                         "e.g. actor_net_best.param or a numbered snapshot") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise UsageError(f"{path} is empty, truncated or not a .param file ({type(e).__name__})") from None
+        raise UsageError(f"{path} is empty, truncated or not a .param file ({type(e).__name__}); "
+                         "use another copy, e.g. actor_net_best.param or a numbered snapshot") from None
     if not isinstance(state, dict):
-        raise UsageError(f"{path} is not a .param state dict")
+        raise UsageError(f"{path} is not a .param state dict; pass a file this project saved")
     state.pop("StructuredToParameterName@@", None)
     return state
 
