@@ -1275,6 +1275,10 @@ def _train_command(ns: argparse.Namespace) -> int:
         print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
               "intact; free space or fix permissions, then --resume the last checkpoint", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
+        print(f"stopped at once; the last checkpoint in {Path(args.param_dir) / 'net_param'} is intact",
+              file=sys.stderr)
+        return 130
     if summary["interrupted"]:
         name = signal.Signals(summary["interrupted"]).name
         print(f"{name}: stopped at step {summary['global_step']}; checkpoint saved to {summary['checkpoint']}\n"
