@@ -264,6 +264,7 @@ class Actor(nn.Layer):
         self.net = mlp([obs_dim, *hidden_sizes, n_actions], activation)
 
     def logits(self, state: paddle.Tensor) -> paddle.Tensor:
+        """Unnormalised log-probabilities of the actions, [N, n_actions]."""
         return self.net(self.obs_norm(state))
 
     def forward(self, state: paddle.Tensor) -> paddle.Tensor:
@@ -350,6 +351,7 @@ class CountBonus:
         self.counts = np.zeros(bins ** len(low), np.int64)
 
     def cells(self, obs: np.ndarray) -> np.ndarray:
+        """Flat grid-cell index of each observation."""
         idx = np.clip(((obs - self.low) / self.width * self.bins).astype(np.int64), 0, self.bins - 1)
         return np.ravel_multi_index(idx.T, (self.bins,) * obs.shape[1])
 
@@ -518,6 +520,7 @@ PARAM_FORMAT = 1
 
 
 def network_meta(actor: Actor, args: Args) -> dict[str, Any]:
+    """How to rebuild the networks: env, sizes, activation, normalisation."""
     first, last = actor.net[0], actor.net[-1]
     return dict(format=PARAM_FORMAT, env_id=args.env_id, obs_dim=int(first.weight.shape[0]),
                 n_actions=int(last.weight.shape[1]), hidden_sizes=list(args.hidden_sizes),
@@ -544,10 +547,12 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def numpy_state(layer: nn.Layer) -> dict[str, np.ndarray]:
+    """A layer's state dict as numpy arrays (what paddle.save stores for tensors)."""
     return {k: v.numpy() for k, v in layer.state_dict().items()}
 
 
 def save_state(layer: nn.Layer, path: Path, meta: dict[str, Any]) -> Path:
+    """Write a layer's state dict and its `meta` entry to a .param file, atomically."""
     atomic_write(path, lambda tmp: paddle.save({**numpy_state(layer), "meta": meta}, tmp))
     return path
 
@@ -899,6 +904,7 @@ def optimizer_state(opt: paddle.optimizer.Optimizer, actor: Actor, critic: Criti
 
 def restore_optimizer(opt: paddle.optimizer.Optimizer, saved: dict[str, np.ndarray], actor: Actor,
                       critic: Critic) -> None:
+    """Load moments saved by `optimizer_state` into `opt`, under this process's names."""
     names = {v: k for k, v in _structured_names(actor, critic).items()}
     state = {}
     for key, value in saved.items():
@@ -909,6 +915,7 @@ def restore_optimizer(opt: paddle.optimizer.Optimizer, saved: dict[str, np.ndarr
 
 
 def ensure_writable(folder: Path) -> None:
+    """Create `folder` and check that files can be written in it, before training starts."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -919,6 +926,7 @@ def ensure_writable(folder: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint (safely, like every .param file)."""
     state = load_state(path)
     if state.get("kind") != "checkpoint":
         raise UsageError(f"{path} is not a training checkpoint; pass param/net_param/{CHECKPOINT}")
@@ -1045,6 +1053,7 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def latest_run(logdir: str | Path) -> Path:
+    """The most recently written run folder under `logdir`."""
     runs = sorted((p for p in Path(logdir).glob("*") if any(p.glob("vdlrecords.*"))),
                   key=lambda p: p.stat().st_mtime)
     if not runs:
@@ -1161,6 +1170,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: `train` (flags generated from `Args`), `eval`, `replay`, `plot`."""
     parser = _Parser(prog="ppo_mountaincar.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     tp = sub.add_parser("train", help="train a policy (the default command)",
