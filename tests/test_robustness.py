@@ -207,7 +207,7 @@ def test_kill_9_while_checkpointing_never_leaves_a_broken_file(tmp_path):
     rng = np.random.default_rng(0)
     for _ in range(3):
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "1" if not target.exists() else child.stdout.readline()
+        assert child.stdout.readline()  # at least one complete write before the kill
         time.sleep(rng.uniform(0.05, 0.5))
         child.kill()
         child.wait()
