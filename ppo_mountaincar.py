@@ -234,6 +234,8 @@ class ObsNorm(nn.Layer):
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of raw observations into the statistics (Chan et al.)."""
+        if not self.enabled:
+            return
         mean, var, n = (t.numpy().astype(np.float64) for t in (self.mean, self.var, self.count))
         b_mean, b_var, b_n = batch.mean(0), batch.var(0), batch.shape[0]
         delta, total = b_mean - mean, n + b_n
@@ -378,12 +380,11 @@ def entropy_of(logp_all: paddle.Tensor) -> paddle.Tensor:
 
 
 def clipped_surrogate(logp: paddle.Tensor, old_logp: paddle.Tensor, adv: paddle.Tensor,
-                      clip: float) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """PPO-clip loss -E[min(r A, clip(r, 1-eps, 1+eps) A)] and the ratio r.
+                      clip: float) -> paddle.Tensor:
+    """PPO-clip loss -E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi / pi_old.
     The ratio is formed in log space: pi/pi_old of two tiny probabilities is unstable."""
     ratio = paddle.exp(logp - old_logp)
-    surr = paddle.minimum(ratio * adv, paddle.clip(ratio, 1.0 - clip, 1.0 + clip) * adv)
-    return -surr.mean(), ratio
+    return -paddle.minimum(ratio * adv, paddle.clip(ratio, 1.0 - clip, 1.0 + clip) * adv).mean()
 
 
 @paddle.no_grad()
@@ -478,7 +479,7 @@ class PPO:
             centred = adv - adv.mean()
             adv = centred / (paddle.sqrt((centred * centred).mean()) + 1e-8)
         logp, logp_all = gather_logprob(self.actor_net.net(obs), act)
-        action_loss, _ = clipped_surrogate(logp, old_logp, adv, a.clip)
+        action_loss = clipped_surrogate(logp, old_logp, adv, a.clip)
         value = self.critic_net.net(obs).squeeze(-1)
         assert value.shape == ret.shape  # [N] vs [N, 1] would broadcast to [N, N]
         value_loss = F.mse_loss(value, ret)
@@ -753,8 +754,9 @@ class Trainer:
             action, logprob = agent.select_action(self.obs)
             next_obs, reward, terminated, truncated, info = self.envs.step(action)
             done = terminated | truncated
-            real_next = next_obs.copy()  # where each env really arrived, before autoreset
+            real_next = next_obs  # where each env really arrived, before autoreset
             if done.any():
+                real_next = next_obs.copy()
                 real_next[done] = np.stack(info["final_obs"][done])
             train_reward = reward.astype(np.float32)
             beta = a.explore_bonus * max(0.0, 1.0 - self.global_step / a.explore_decay_steps)
@@ -835,12 +837,14 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Final files: the latest (or best evaluated) policy and a checkpoint."""
-        actor_path = self.agent.save_param(self.net_dir)
         if self.best["mean_return"] > -np.inf and not self.stop_signal:
-            # ship the best evaluated policy, not merely the last
+            # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
             for name in ("actor_net", "critic_net"):
                 best_file = self.net_dir / f"{name}_best.param"
                 atomic_write(self.net_dir / f"{name}.param", lambda tmp, src=best_file: shutil.copyfile(src, tmp))
+            actor_path = self.net_dir / "actor_net.param"
+        else:
+            actor_path = self.agent.save_param(self.net_dir)
         checkpoint = self.save_checkpoint()
         self.writer.close()
         self.envs.close()
@@ -1250,10 +1254,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if ns.episodes <= 0:
             raise UsageError("--episodes must be positive")
-        actor = load_actor(ns.path)
-        env_id = ns.env_id or actor.meta["env_id"]
-        check_fits(actor, env_id)
         if ns.command == "eval":
+            actor = load_actor(ns.path)
+            env_id = ns.env_id or actor.meta["env_id"]
+            check_fits(actor, env_id)
             result = evaluate(make_policy(actor, greedy=not ns.stochastic, seed=ns.seed),
                               env_id, ns.episodes, ns.seed)
             print(json.dumps(result) if ns.json else
@@ -1261,7 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"+/- {result['std_return']:.1f}, success {result['success_rate']:.0%}, "
                   f"mean steps {result['mean_steps']:.1f}")
         else:
-            for r in replay(ns.path, ns.episodes, ns.render, ns.out, ns.seed, not ns.stochastic, env_id):
+            for r in replay(ns.path, ns.episodes, ns.render, ns.out, ns.seed, not ns.stochastic, ns.env_id):
                 print(f"episode {r['episode']}: {r['steps']} steps, return {r['episode_return']:.0f}"
                       + (" (flag reached)" if r["success"] else ""))
             if ns.render == "gif":

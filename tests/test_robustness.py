@@ -157,7 +157,7 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path, trained):
     assert cli("eval", str(trained["CartPole-v1"]), "--episodes", "3").returncode == 0
 
 
-def test_unwritable_output_folder_is_a_usage_error_and_nothing_is_lost(tmp_path, trained):
+def test_unwritable_output_folder_is_a_usage_error_and_nothing_is_lost(tmp_path):
     if os.geteuid() == 0:
         blocker = tmp_path / "a_file"  # root ignores permissions: use a file where a folder must go
         blocker.write_text("keep me")
