@@ -9,9 +9,12 @@ running on Gymnasium and PaddlePaddle 3, with the tutorial's bugs fixed.
     python ppo_mountaincar.py eval param/net_param/actor_net.param
     python ppo_mountaincar.py --help               # every flag
 
-The file reads top to bottom in the order things happen: configuration, environments,
-networks, rollout buffer, exploration bonus, the PPO agent, saving and loading, the
-training loop, evaluation, replay and figures, and the command line.
+How to read it: from the top down to the line "THE ALGORITHM ENDS HERE" is PPO itself,
+in the order it happens: 1. configuration, 2. the networks, 3. the rollout buffer with
+returns and advantages, 4. the exploration bonus, 5. the PPO agent and its clipped
+update, 6. the training loop. Below that line is what serves it: the fast MountainCar,
+.param files, run bookkeeping (logs, checkpoints, Ctrl-C), evaluation and replay,
+figures and the command line.
 """
 from __future__ import annotations
 
@@ -123,98 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # ---------------------------------------------------------------------------------------
-# 2. Environments
-# ---------------------------------------------------------------------------------------
-class UsageError(Exception):
-    """A mistake in how the program was called: reported as one line, exit code 2."""
-
-
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
-    """One Gymnasium env; `max_episode_steps=0` removes the time limit."""
-    try:
-        if max_episode_steps == 0:
-            return gym.make(env_id).unwrapped
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
-    except gym.error.Error as e:
-        raise UsageError(f"cannot make env '{env_id}' ({e}); try MountainCar-v0, "
-                         "CartPole-v1 or Acrobot-v1") from None
-
-
-def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None,
-                 fast: bool = True) -> gym.vector.VectorEnv:
-    """`num_envs` copies in one process. SAME_STEP autoreset hands back the final
-    observation of a finished episode in `info["final_obs"]`, for bootstrapping.
-    MountainCar-v0 runs as `MountainCarVecEnv` (same physics, all cars in one numpy step)
-    unless `fast=False`."""
-    if fast and env_id == "MountainCar-v0":
-        return MountainCarVecEnv(num_envs, 200 if max_episode_steps is None else max_episode_steps)
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: make_env(env_id, max_episode_steps) for _ in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    if not isinstance(envs.single_action_space, gym.spaces.Discrete) or \
-            len(envs.single_observation_space.shape) != 1:
-        envs.close()
-        raise UsageError(f"env '{env_id}' needs a vector observation and discrete actions; "
-                         "try MountainCar-v0, CartPole-v1 or Acrobot-v1")
-    return envs
-
-
-class MountainCarVecEnv(gym.vector.VectorEnv):
-    """MountainCar-v0 for `num_envs` cars in one numpy step: Gymnasium's physics, reset
-    distribution, per-env seeding and time limit, with SAME_STEP autoreset (a test checks it
-    against `SyncVectorEnv` step for step). A Python env per car costs more than PPO's
-    arithmetic; this removes that cost. `max_episode_steps=0` means no time limit."""
-
-    FORCE, GRAVITY, MAX_SPEED = 0.001, 0.0025, 0.07
-    MIN_POS, MAX_POS, GOAL_POS = -1.2, 0.6, 0.5
-
-    def __init__(self, num_envs: int, max_episode_steps: int = 200):
-        single = gym.make("MountainCar-v0").unwrapped
-        self.num_envs = num_envs
-        self.single_observation_space, self.single_action_space = single.observation_space, single.action_space
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
-        self.max_episode_steps = max_episode_steps
-        self.rngs = [gym.utils.seeding.np_random()[0] for _ in range(num_envs)]
-        self.pos, self.vel = np.zeros(num_envs), np.zeros(num_envs)
-        self.elapsed = np.zeros(num_envs, np.int64)
-
-    def _reset_cars(self, idx: np.ndarray) -> None:
-        self.pos[idx] = [self.rngs[i].uniform(low=-0.6, high=-0.4) for i in idx]
-        self.vel[idx], self.elapsed[idx] = 0.0, 0
-
-    def _obs(self) -> np.ndarray:
-        return np.stack([self.pos, self.vel], 1).astype(np.float32)
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        if seed is not None:
-            seeds = seed if isinstance(seed, (list, tuple)) else [seed + i for i in range(self.num_envs)]
-            self.rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
-        self._reset_cars(np.arange(self.num_envs))
-        return self._obs(), {}
-
-    def step(self, actions: np.ndarray):
-        # Same operations in the same order as MountainCarEnv.step, in float64.
-        vel = self.vel + ((np.asarray(actions) - 1) * self.FORCE + np.cos(3 * self.pos) * (-self.GRAVITY))
-        vel = np.clip(vel, -self.MAX_SPEED, self.MAX_SPEED)
-        pos = np.clip(self.pos + vel, self.MIN_POS, self.MAX_POS)
-        vel[(pos == self.MIN_POS) & (vel < 0)] = 0.0
-        self.pos, self.vel = pos, vel
-        self.elapsed += 1
-        terminated = (pos >= self.GOAL_POS) & (vel >= 0)
-        truncated = self.elapsed >= self.max_episode_steps if self.max_episode_steps else \
-            np.zeros(self.num_envs, bool)
-        done = terminated | truncated
-        info: dict[str, Any] = {}
-        if done.any():
-            info = {"final_obs": self._obs(), "_final_obs": done}
-            self._reset_cars(np.flatnonzero(done))
-        return self._obs(), np.full(self.num_envs, -1.0), terminated, truncated, info
-
-
-# ---------------------------------------------------------------------------------------
-# 3. Networks
+# 2. Networks
 # ---------------------------------------------------------------------------------------
 class ObsNorm(nn.Layer):
     """Running mean/variance of observations, kept as buffers so that they travel
@@ -287,7 +199,7 @@ class Critic(nn.Layer):
 
 
 # ---------------------------------------------------------------------------------------
-# 4. Rollout buffer
+# 3. The rollout buffer: returns and advantages
 # ---------------------------------------------------------------------------------------
 class RolloutBuffer:
     """Fixed-capacity storage of `num_steps` x `num_envs` transitions (the tutorial's
@@ -337,7 +249,7 @@ class RolloutBuffer:
 
 
 # ---------------------------------------------------------------------------------------
-# 5. Exploration bonus
+# 4. The exploration bonus
 # ---------------------------------------------------------------------------------------
 class CountBonus:
     """Count-based exploration: reward beta / sqrt(N(cell)) for visiting a cell of a
@@ -365,7 +277,7 @@ class CountBonus:
 
 
 # ---------------------------------------------------------------------------------------
-# 6. The PPO agent
+# 5. The PPO agent
 # ---------------------------------------------------------------------------------------
 def gather_logprob(logits: paddle.Tensor, actions: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
     """log pi(a|s) for each row's action, in one batched gather (the tutorial looped
@@ -512,7 +424,172 @@ class PPO:
 
 
 # ---------------------------------------------------------------------------------------
-# 7. Saving and loading .param files
+# 6. The training loop
+# ---------------------------------------------------------------------------------------
+def train(args: Args, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train PPO as configured (or continue a checkpoint); returns a summary.
+
+    PPO's loop: collect a rollout with the current policy, update on it for a few epochs,
+    log, evaluate now and then; repeat. `Run` (below the divider) keeps the books: the
+    counters, VisualDL, the progress bar, checkpoints, Ctrl-C and the best policy."""
+    validate(args)
+    paddle.seed(args.seed)
+    envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)
+    space = envs.single_observation_space
+    agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
+    bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
+    run = Run(args, agent, bonus, checkpoint)
+    obs, _ = envs.reset(seed=run.env_seeds())
+    with run:  # Ctrl-C or SIGTERM: stop after this step, keeping a checkpoint
+        while not run.finished():
+            if args.anneal_lr:
+                agent.set_lr_fraction(max(0.0, 1.0 - run.global_step / args.total_timesteps))
+
+            # 1. Collect a rollout with the current policy.
+            while not agent.buffer.full and not run.stop_requested:
+                action, logprob = agent.select_action(obs)
+                next_obs, reward, terminated, truncated, info = envs.step(action)
+                done = terminated | truncated
+                arrived = arrival_states(next_obs, done, info)
+                train_reward = reward.astype(np.float32)
+                beta = args.explore_bonus * max(0.0, 1.0 - run.global_step / args.explore_decay_steps)
+                if bonus is not None and beta > 0:  # nothing to count once it has decayed
+                    train_reward += bonus(arrived, beta)
+                agent.store_transition(obs, action, logprob, train_reward, arrived, terminated, done)
+                obs = next_obs
+                run.record_step(reward, done)  # the env's own reward: returns without the bonus
+                if args.update_on_episode_end and done.any() and \
+                        agent.buffer.size * args.num_envs >= args.batch_size:
+                    break  # the tutorial's schedule: update at an episode's end
+            if run.stop_requested:
+                agent.buffer.clear()  # a partial rollout is dropped; the checkpoint is before it
+                break
+
+            # 2. Learn from it: advantages, then epochs of clipped minibatch updates.
+            stats = agent.update()
+
+            # 3. Log it, and now and then save and evaluate (keeping the best policy).
+            run.record_update(stats)
+            if run.evaluate_and_keep_best():
+                break  # --target-return reached
+    envs.close()
+    return run.finish()
+
+
+def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Where each env really arrived. A vector env resets a finished episode at once and
+    returns the next episode's first observation; the buffer needs the state the episode
+    ended in (to bootstrap a time-limit cut from it), which is in `info["final_obs"]`."""
+    if not done.any():
+        return next_obs
+    arrived = next_obs.copy()
+    arrived[done] = np.stack(info["final_obs"][done])
+    return arrived
+
+
+# =======================================================================================
+# THE ALGORITHM ENDS HERE.
+# Above: PPO (configuration, networks, buffer, bonus, agent, training loop).
+# Below: what serves it, none of which a reader needs to follow the algorithm:
+#   7. the environments (a numpy-batched MountainCar), 8. .param files (safe loading,
+#   atomic writing), 9. run bookkeeping (VisualDL, progress, checkpoints and resume,
+#   Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. command line.
+# =======================================================================================
+
+
+# ---------------------------------------------------------------------------------------
+# 7. Environments
+# ---------------------------------------------------------------------------------------
+class UsageError(Exception):
+    """A mistake in how the program was called: reported as one line, exit code 2."""
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+    """One Gymnasium env; `max_episode_steps=0` removes the time limit."""
+    try:
+        if max_episode_steps == 0:
+            return gym.make(env_id).unwrapped
+        return gym.make(env_id, max_episode_steps=max_episode_steps)
+    except gym.error.Error as e:
+        raise UsageError(f"cannot make env '{env_id}' ({e}); try MountainCar-v0, "
+                         "CartPole-v1 or Acrobot-v1") from None
+
+
+def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None,
+                 fast: bool = True) -> gym.vector.VectorEnv:
+    """`num_envs` copies in one process. SAME_STEP autoreset hands back the final
+    observation of a finished episode in `info["final_obs"]`, for bootstrapping.
+    MountainCar-v0 runs as `MountainCarVecEnv` (same physics, all cars in one numpy step)
+    unless `fast=False`."""
+    if fast and env_id == "MountainCar-v0":
+        return MountainCarVecEnv(num_envs, 200 if max_episode_steps is None else max_episode_steps)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_id, max_episode_steps) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    if not isinstance(envs.single_action_space, gym.spaces.Discrete) or \
+            len(envs.single_observation_space.shape) != 1:
+        envs.close()
+        raise UsageError(f"env '{env_id}' needs a vector observation and discrete actions; "
+                         "try MountainCar-v0, CartPole-v1 or Acrobot-v1")
+    return envs
+
+
+class MountainCarVecEnv(gym.vector.VectorEnv):
+    """MountainCar-v0 for `num_envs` cars in one numpy step: Gymnasium's physics, reset
+    distribution, per-env seeding and time limit, with SAME_STEP autoreset (a test checks it
+    against `SyncVectorEnv` step for step). A Python env per car costs more than PPO's
+    arithmetic; this removes that cost. `max_episode_steps=0` means no time limit."""
+
+    FORCE, GRAVITY, MAX_SPEED = 0.001, 0.0025, 0.07
+    MIN_POS, MAX_POS, GOAL_POS = -1.2, 0.6, 0.5
+
+    def __init__(self, num_envs: int, max_episode_steps: int = 200):
+        single = gym.make("MountainCar-v0").unwrapped
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = single.observation_space, single.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+        self.max_episode_steps = max_episode_steps
+        self.rngs = [gym.utils.seeding.np_random()[0] for _ in range(num_envs)]
+        self.pos, self.vel = np.zeros(num_envs), np.zeros(num_envs)
+        self.elapsed = np.zeros(num_envs, np.int64)
+
+    def _reset_cars(self, idx: np.ndarray) -> None:
+        self.pos[idx] = [self.rngs[i].uniform(low=-0.6, high=-0.4) for i in idx]
+        self.vel[idx], self.elapsed[idx] = 0.0, 0
+
+    def _obs(self) -> np.ndarray:
+        return np.stack([self.pos, self.vel], 1).astype(np.float32)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is not None:
+            seeds = seed if isinstance(seed, (list, tuple)) else [seed + i for i in range(self.num_envs)]
+            self.rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+        self._reset_cars(np.arange(self.num_envs))
+        return self._obs(), {}
+
+    def step(self, actions: np.ndarray):
+        # Same operations in the same order as MountainCarEnv.step, in float64.
+        vel = self.vel + ((np.asarray(actions) - 1) * self.FORCE + np.cos(3 * self.pos) * (-self.GRAVITY))
+        vel = np.clip(vel, -self.MAX_SPEED, self.MAX_SPEED)
+        pos = np.clip(self.pos + vel, self.MIN_POS, self.MAX_POS)
+        vel[(pos == self.MIN_POS) & (vel < 0)] = 0.0
+        self.pos, self.vel = pos, vel
+        self.elapsed += 1
+        terminated = (pos >= self.GOAL_POS) & (vel >= 0)
+        truncated = self.elapsed >= self.max_episode_steps if self.max_episode_steps else \
+            np.zeros(self.num_envs, bool)
+        done = terminated | truncated
+        info: dict[str, Any] = {}
+        if done.any():
+            info = {"final_obs": self._obs(), "_final_obs": done}
+            self._reset_cars(np.flatnonzero(done))
+        return self._obs(), np.full(self.num_envs, -1.0), terminated, truncated, info
+
+
+# ---------------------------------------------------------------------------------------
+# 8. Saving and loading .param files
 # ---------------------------------------------------------------------------------------
 # A .param file is what paddle.save writes for a state dict (a pickle of numpy arrays),
 # plus a "meta" entry saying how to rebuild the network, so that an actor file alone is
@@ -637,10 +714,14 @@ def load_weights(layer: nn.Layer, state: dict[str, Any], source: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# 8. Training loop
+# 9. Run bookkeeping: counters, VisualDL, progress bar, checkpoints, Ctrl-C, best policy
 # ---------------------------------------------------------------------------------------
 EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best policy
 HOLDOUT_SEED = 1_000_000  # default seeds of `eval`: episodes no training run selected on
+CHECKPOINT = "checkpoint.ckpt"
+# Flags that may change when a run is resumed; the rest come from the checkpoint.
+RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_episodes",
+                   "target_return", "save_every", "keep_snapshots", "logdir"}
 
 
 def validate(args: Args) -> None:
@@ -672,24 +753,15 @@ class TrainingDiverged(Exception):
     """A loss or a weight became NaN or infinite."""
 
 
-CHECKPOINT = "checkpoint.ckpt"
-# Flags that may change when a run is resumed; the rest come from the checkpoint.
-RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_episodes",
-                   "target_return", "save_every", "keep_snapshots", "logdir"}
+class Run:
+    """The books of one training run, kept for `train`: env-step and episode counters,
+    VisualDL records, the progress bar, numbered snapshots and the checkpoint, the
+    periodic greedy evaluation that keeps the best policy, and Ctrl-C/SIGTERM (as a
+    context manager: a stop signal ends the run cleanly with a checkpoint)."""
 
-
-class Trainer:
-    """One training run: collect a rollout, update on it, log, evaluate, checkpoint; repeat.
-    Ctrl-C or SIGTERM ends it cleanly with a checkpoint that `--resume` continues."""
-
-    def __init__(self, args: Args, checkpoint: dict[str, Any] | None = None):
-        validate(args)
-        self.args = args
-        paddle.seed(args.seed)
-        self.envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)
-        space = self.envs.single_observation_space
-        self.agent = PPO(space.shape[0], int(self.envs.single_action_space.n), args)
-        self.bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
+    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None,
+                 checkpoint: dict[str, Any] | None = None):
+        self.args, self.agent, self.bonus = args, agent, bonus
         self.net_dir = Path(args.param_dir) / "net_param"
         self.run_name = f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
         self.global_step = self.episode = self.updates = 0
@@ -704,92 +776,68 @@ class Trainer:
         from visualdl import LogWriter
         self.writer = LogWriter(logdir=str(Path(args.logdir) / self.run_name), flush_secs=5)
         self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), self.updates)
-        self.obs, _ = self.envs.reset(seed=[args.seed * 1000 + self.updates * args.num_envs + i
-                                             for i in range(args.num_envs)])
         self.ep_return, self.ep_len = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
         self.recent: deque[float] = deque(maxlen=20)
         self.stop_signal = 0
 
-    # -- the loop ---------------------------------------------------------------------
+    def env_seeds(self) -> list[int]:
+        """Seeds of the first episodes (a resumed run starts new ones)."""
+        a = self.args
+        return [a.seed * 1000 + self.updates * a.num_envs + i for i in range(a.num_envs)]
+
     def finished(self) -> bool:
         a = self.args
         return self.global_step >= a.total_timesteps or 0 < a.episodes <= self.episode
 
-    def run(self) -> dict[str, Any]:
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self.stop_signal)
+
+    # -- signals and the progress bar ------------------------------------------------
+    def __enter__(self) -> Run:
         from tqdm import tqdm
         a = self.args
         self.start = time.perf_counter() - self.elapsed
         self.bar = tqdm(total=a.episodes or a.total_timesteps, initial=self.episode if a.episodes
                         else min(self.global_step, a.total_timesteps), unit="ep" if a.episodes else "step",
                         disable=a.quiet, dynamic_ncols=True, mininterval=0.5)
-        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not self.finished() and not self.stop_signal:
-                if a.anneal_lr:
-                    self.agent.set_lr_fraction(max(0.0, 1.0 - self.global_step / a.total_timesteps))
-                if not self.collect():
-                    break  # a signal arrived mid-rollout: that partial rollout is dropped
-                self.learn()
-                if self.evaluate_and_keep_best():
-                    break
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            self.bar.close()
-        return self.finish()
+        self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
+        self.bar.close()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.stop_signal:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.stop_signal = signum
 
-    def collect(self) -> bool:
-        """Fill the buffer (or stop early at an episode end, in the tutorial's schedule).
-        Returns False if a stop signal arrived."""
-        a, agent = self.args, self.agent
-        while not agent.buffer.full:
-            if self.stop_signal:
-                agent.buffer.clear()
-                return False
-            action, logprob = agent.select_action(self.obs)
-            next_obs, reward, terminated, truncated, info = self.envs.step(action)
-            done = terminated | truncated
-            real_next = next_obs  # where each env really arrived, before autoreset
-            if done.any():
-                real_next = next_obs.copy()
-                real_next[done] = np.stack(info["final_obs"][done])
-            train_reward = reward.astype(np.float32)
-            beta = a.explore_bonus * max(0.0, 1.0 - self.global_step / a.explore_decay_steps)
-            if self.bonus is not None and beta > 0:  # nothing to count once it has decayed
-                train_reward += self.bonus(real_next, beta)
-            agent.store_transition(self.obs, action, logprob, train_reward, real_next, terminated, done)
-            self.obs = next_obs
-            self.global_step += a.num_envs
-            self.ep_return += reward
-            self.ep_len += 1
-            if done.any():
-                self._log_episodes(np.flatnonzero(done))
-            if not a.episodes:
-                self.bar.update(min(a.num_envs, self.bar.total - self.bar.n))
-            if a.update_on_episode_end and done.any() and agent.buffer.size * a.num_envs >= a.batch_size:
-                break
-        return True
+    # -- records ---------------------------------------------------------------------
+    def record_step(self, reward: np.ndarray, done: np.ndarray) -> None:
+        """Count one step of every env; log the episodes that ended."""
+        a = self.args
+        self.global_step += a.num_envs
+        self.ep_return += reward
+        self.ep_len += 1
+        if done.any():
+            finished = np.flatnonzero(done)
+            for i in finished:
+                self.writer.add_scalar("episode/return", float(self.ep_return[i]), self.global_step)
+                self.writer.add_scalar("episode/length", int(self.ep_len[i]), self.global_step)
+                self.writer.add_scalar("Steptime/steptime", int(self.ep_len[i]), self.episode)
+                self.recent.append(float(self.ep_return[i]))
+                self.episode += 1
+                if a.episodes:
+                    self.bar.update(1)
+            self.ep_return[finished], self.ep_len[finished] = 0.0, 0
+        if not a.episodes:
+            self.bar.update(min(a.num_envs, self.bar.total - self.bar.n))
 
-    def _log_episodes(self, finished: np.ndarray) -> None:
-        for i in finished:
-            self.writer.add_scalar("episode/return", float(self.ep_return[i]), self.global_step)
-            self.writer.add_scalar("episode/length", int(self.ep_len[i]), self.global_step)
-            self.writer.add_scalar("Steptime/steptime", int(self.ep_len[i]), self.episode)
-            self.recent.append(float(self.ep_return[i]))
-            self.episode += 1
-            if self.args.episodes:
-                self.bar.update(1)
-        self.ep_return[finished], self.ep_len[finished] = 0.0, 0
-
-    def learn(self) -> None:
-        """One PPO update on the buffer, its logs, and the periodic files."""
+    def record_update(self, stats: dict[str, Any]) -> None:
+        """Check and log an update; write the periodic snapshot and checkpoint."""
         a, agent = self.args, self.agent
-        stats = agent.update()
         self.updates += 1
         bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
         if bad or not all(np.isfinite(p.numpy()).all() for p in agent.actor_net.parameters() +
@@ -836,7 +884,7 @@ class Trainer:
         return False
 
     def finish(self) -> dict[str, Any]:
-        """Final files: the latest (or best evaluated) policy and a checkpoint."""
+        """Final files: the latest (or best evaluated) policy and a checkpoint; a summary."""
         if self.best["mean_return"] > -np.inf and not self.stop_signal:
             # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
             for name in ("actor_net", "critic_net"):
@@ -847,7 +895,6 @@ class Trainer:
             actor_path = self.agent.save_param(self.net_dir)
         checkpoint = self.save_checkpoint()
         self.writer.close()
-        self.envs.close()
         if self.args.plots and not self.stop_signal:
             plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
         return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
@@ -937,11 +984,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def train(args: Args, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train PPO as configured (or continue a checkpoint); returns a summary."""
-    return Trainer(args, checkpoint).run()
-
-
 def prune_snapshots(directory: Path, keep: int) -> None:
     """Keep only the `keep` newest numbered snapshot pairs."""
     for role in ("actor_net", "critic_net"):
@@ -951,7 +993,7 @@ def prune_snapshots(directory: Path, keep: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# 9. Evaluation
+# 10. Evaluation and replay
 # ---------------------------------------------------------------------------------------
 def make_policy(actor: Actor, greedy: bool = True, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """A callable mapping a batch of raw observations (N, obs_dim) to actions (N,)."""
@@ -986,9 +1028,6 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str = "Mountain
                 episodes=episodes)
 
 
-# ---------------------------------------------------------------------------------------
-# 10. Replay and figures
-# ---------------------------------------------------------------------------------------
 def check_fits(actor: Actor, env_id: str) -> None:
     """Refuse an actor trained for another observation or action space."""
     env = make_env(env_id)
@@ -1042,6 +1081,9 @@ def _caption(frame: np.ndarray, text: str) -> Any:
     return image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
 
 
+# ---------------------------------------------------------------------------------------
+# 11. Figures
+# ---------------------------------------------------------------------------------------
 def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar tag of a VisualDL run folder, as (steps, values) arrays."""
     from visualdl import LogReader
@@ -1156,7 +1198,7 @@ def policy_value_figure(actor: Actor, critic: Critic | None, plt: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------
-# 11. Command line
+# 12. Command line
 # ---------------------------------------------------------------------------------------
 COMMANDS = ("train", "eval", "replay", "plot")
 
