@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import pickle
@@ -27,6 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import deque
@@ -34,8 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import gymnasium as gym
-import numpy as np
+# The matrices here are small: BLAS threads would only contend (and spin) with Paddle's
+# thread and with a second run on the other core. Takes effect if numpy is not loaded yet.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ start-up chatter quiet
 warnings.filterwarnings("ignore", message="No ccache found")  # Paddle warns at import
@@ -300,12 +305,11 @@ def clipped_surrogate(logp: paddle.Tensor, old_logp: paddle.Tensor, adv: paddle.
 
 
 @paddle.no_grad()
-def act(actor: Actor, state: np.ndarray, rng: np.random.Generator | None = None,
-        greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Actions for a batch of raw states, and their log-probabilities. Samples from pi
-    itself (the tutorial fed probabilities to Categorical, which takes logits, so it
-    sampled from softmax(pi) while storing pi as the behaviour probability)."""
-    logp = F.log_softmax(actor.logits(paddle.to_tensor(state, dtype="float32")), axis=-1).numpy()
+def sample_actions(logp: np.ndarray, rng: np.random.Generator | None = None,
+                   greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An action for each row of log-probabilities log pi(.|s), and its log-probability.
+    Samples from pi itself (the tutorial fed probabilities to Categorical, which takes
+    logits, so it sampled from softmax(pi) while storing pi as the behaviour probability)."""
     if greedy:
         actions = logp.argmax(-1)
     else:  # inverse-CDF sampling, one uniform draw per row
@@ -332,13 +336,14 @@ class PPO:
         self.optimizer = paddle.optimizer.Adam(
             args.actor_lr, parameters=params, grad_clip=nn.ClipGradByGlobalNorm(args.max_grad_norm))
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
+        self.acting_actor = NumpyActor(self.actor_net)  # a copy for acting, refreshed after each update
         self.rng = np.random.default_rng(args.seed)
         self.training_step = 0  # minibatch updates so far (the tutorial's counter)
 
     # -- acting ---------------------------------------------------------------------
     def select_action(self, state: np.ndarray, greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Sample actions for a batch of states; returns (actions, log pi(a|s))."""
-        return act(self.actor_net, state, self.rng, greedy)
+        return sample_actions(self.acting_actor.log_probs(state), self.rng, greedy)
 
     @paddle.no_grad()
     def get_value(self, state: np.ndarray) -> np.ndarray:
@@ -378,6 +383,7 @@ class PPO:
                 break
         approx_kl, clip_fraction, entropy = self._policy_shift(*tensors[:3])
         self.obs_norm.update(raw_obs)  # after the update, so pi_old and pi saw the same inputs
+        self.acting_actor.refresh()
         buf.clear()
         table = paddle.stack(logs).numpy()
         return dict(action_loss=table[:, 0], value_loss=table[:, 1], entropy=entropy,
@@ -438,7 +444,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> dict[str, Any
     space = envs.single_observation_space
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
-    run = Run(args, agent, bonus, checkpoint)
+    run = Run(args, agent, bonus, space, checkpoint)
     obs, _ = envs.reset(seed=run.env_seeds())
     with run:  # Ctrl-C or SIGTERM: stop after this step, keeping a checkpoint
         while not run.finished():
@@ -498,8 +504,37 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 
 
 # ---------------------------------------------------------------------------------------
-# 7. Environments
+# 7. Fast paths: acting in numpy, and the environments (MountainCar in numpy)
 # ---------------------------------------------------------------------------------------
+class NumpyActor:
+    """A numpy copy of an `Actor`, for acting (no gradients needed). Paddle's eager mode
+    costs 10-20 microseconds per operation whatever the tensor size, so one forward pass
+    for 16 states costs several times more in Paddle than in numpy; the rollout makes one
+    per step. `refresh()` copies the weights and observation statistics again."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+        self.refresh()
+
+    def refresh(self) -> None:
+        net, norm = self.actor.net, self.actor.obs_norm
+        self.layers = [(layer.weight.numpy(), layer.bias.numpy()) for layer in net if isinstance(layer, nn.Linear)]
+        self.activation = np.tanh if isinstance(net[1], nn.Tanh) else (lambda x: np.maximum(x, 0))
+        self.mean, self.std = (norm.mean.numpy(), np.sqrt(norm.var.numpy() + 1e-8)) if norm.enabled else (0.0, 1.0)
+        self.clip = 10.0 if norm.enabled else np.inf
+
+    def log_probs(self, state: np.ndarray) -> np.ndarray:
+        """log pi(.|s) for a batch of raw states, [N, n_actions] (Actor.logits + log_softmax)."""
+        x = np.clip((np.asarray(state, np.float32) - self.mean) / self.std, -self.clip, self.clip)
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if i < len(self.layers) - 1:
+                x = self.activation(x)
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+
 class UsageError(Exception):
     """A mistake in how the program was called: reported as one line, exit code 2."""
 
@@ -637,16 +672,30 @@ def save_state(layer: nn.Layer, path: Path, meta: dict[str, Any]) -> Path:
 
 class _SafeUnpickler(pickle.Unpickler):
     """Admits numpy arrays and plain containers only: `paddle.load` would unpickle any
-    object, so a crafted .param file could run code on the machine that loads it."""
+    object, so a crafted .param file could run code on the machine that loads it. An
+    array may not claim more bytes than the file holds (a crafted shape would otherwise
+    ask for terabytes)."""
 
     ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
                ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar")}
 
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self.max_bytes = len(data)
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        found = super().find_class(module, name)
+        if name != "_reconstruct":
+            return found
+
+        def reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+            if np.prod(shape, dtype=float) * np.dtype(dtype).itemsize > self.max_bytes:
+                raise pickle.UnpicklingError("an array claims more bytes than the file holds")
+            return found(cls, shape, dtype)
+        return reconstruct
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
@@ -655,15 +704,17 @@ def load_state(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"no such file: {path}; pass the path of a saved .param file")
     try:
-        with open(path, "rb") as f:
-            state = _SafeUnpickler(f).load()
+        state = _SafeUnpickler(path.read_bytes()).load()
     except pickle.UnpicklingError as e:
         if "refusing" in str(e):
             raise UsageError(f"{path} contains code or objects a .param file never holds "
                              f"({e}); it was not loaded") from None
         raise UsageError(f"{path} is damaged or not a .param file ({e}); use another copy, "
                          "e.g. actor_net_best.param or a numbered snapshot") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except MemoryError:
+        raise UsageError(f"{path} is damaged or crafted: it claims more data than memory holds; "
+                         "it was not loaded") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as e:
         raise UsageError(f"{path} is empty, truncated or not a .param file ({type(e).__name__}); "
                          "use another copy, e.g. actor_net_best.param or a numbered snapshot") from None
     if not isinstance(state, dict):
@@ -685,6 +736,10 @@ def load_critic(path: str | Path) -> Critic:
 def _load_net(path: str | Path, role: str) -> nn.Layer:
     state = load_state(path)
     meta = state.pop("meta", None)
+    if meta is None and tutorial_meta(state, role) is not None:
+        meta, state = tutorial_meta(state, role), tutorial_to_ours(state)
+        print(f"note: read {path} as a file of the original tutorial ({meta['hidden_sizes'][0]} ReLU "
+              "units, no observation normalisation)", file=sys.stderr)
     if not isinstance(meta, dict) or meta.get("role") != role:
         other = isinstance(meta, dict) and meta.get("role") in ("actor", "critic")
         hint = f" (it is {'an' if meta['role'] == 'actor' else 'a'} {meta['role']} file: pass the " \
@@ -693,14 +748,42 @@ def _load_net(path: str | Path, role: str) -> nn.Layer:
     try:
         obs_norm = ObsNorm(meta["obs_dim"], enabled=meta.get("norm_obs", False))
         sizes, act_fn = tuple(meta["hidden_sizes"]), meta["activation"]
+        outputs = meta["n_actions"] if role == "actor" else 1
+        if network_weights([meta["obs_dim"], *sizes, outputs]) * 4 > Path(path).stat().st_size:  # float32
+            raise UsageError(f"{path} is damaged: it describes a network larger than the file")
         net = Actor(meta["obs_dim"], meta["n_actions"], sizes, act_fn, obs_norm) if role == "actor" else \
             Critic(meta["obs_dim"], sizes, act_fn, obs_norm)
     except (KeyError, TypeError, ValueError, AssertionError):
         raise UsageError(f"{path} is damaged: its network description is incomplete") from None
-    load_weights(net, state, str(path))
+    load_weights(net, {**numpy_state(net), **state} if meta.get("tutorial") else state, str(path))
     net.eval()
     net.meta = meta
     return net
+
+
+# The tutorial saved `paddle.save(actor.state_dict())` of its own layers: fc1 -> ReLU ->
+# action_head (softmax), and fc1 -> ReLU -> state_value; no meta entry, no normalisation.
+TUTORIAL_LAYERS = {"actor": ("fc1", "action_head"), "critic": ("fc1", "state_value")}
+# Classic-control envs by (observation size, actions), to name the env a tutorial file was for.
+KNOWN_ENVS = {(2, 3): "MountainCar-v0", (4, 2): "CartPole-v1", (6, 3): "Acrobot-v1"}
+
+
+def tutorial_meta(state: dict[str, Any], role: str) -> dict[str, Any] | None:
+    """The meta entry a tutorial file would have had, or None if `state` is not one."""
+    first, last = TUTORIAL_LAYERS[role]
+    if set(state) != {f"{first}.weight", f"{first}.bias", f"{last}.weight", f"{last}.bias"}:
+        return None
+    (obs_dim, hidden), outputs = np.shape(state[f"{first}.weight"]), np.shape(state[f"{last}.weight"])[-1]
+    n_actions = outputs if role == "actor" else None
+    env_id = KNOWN_ENVS.get((obs_dim, n_actions)) if role == "actor" else None
+    return dict(format=PARAM_FORMAT, env_id=env_id, obs_dim=obs_dim, n_actions=n_actions,
+                hidden_sizes=[hidden], activation="relu", norm_obs=False, role=role, tutorial=True)
+
+
+def tutorial_to_ours(state: dict[str, Any]) -> dict[str, Any]:
+    """Rename the tutorial's layers to this project's `net.0` (first) and `net.2` (output)."""
+    rename = {"fc1": "net.0", "action_head": "net.2", "state_value": "net.2"}
+    return {f"{rename[k.split('.')[0]]}.{k.split('.')[1]}": v for k, v in state.items()}
 
 
 def load_weights(layer: nn.Layer, state: dict[str, Any], source: str) -> None:
@@ -724,12 +807,28 @@ RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_e
                    "target_return", "save_every", "keep_snapshots", "logdir"}
 
 
+# Sizes past which a setting is a typo, not a plan: they would exhaust memory or hang.
+MAX_ENVS = 65_536
+MAX_BUFFER = 2**24            # transitions in one rollout (num_envs x num_steps)
+MAX_WEIGHTS = 20_000_000      # per network
+MAX_EVAL_EPISODES = 100_000   # evaluated at once, one env each
+MAX_GIF_EPISODES = 20         # frames are kept in memory until the GIF is written
+
+
+def network_weights(sizes: list[int]) -> int:
+    """Weights and biases of an MLP with these layer sizes."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
 def validate(args: Args) -> None:
     """Reject settings that cannot work, with a sentence that says how to fix them."""
     checks = [
-        (args.total_timesteps > 0, "--total-timesteps must be positive"),
-        (args.episodes >= 0, "--episodes must be >= 0 (0: no limit)"),
+        (0 < args.total_timesteps <= 10**10, "--total-timesteps must be positive and at most 10^10"),
+        (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
         (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
+        (args.num_envs <= MAX_ENVS, f"--num-envs must be at most {MAX_ENVS:,}, e.g. 16"),
+        (args.num_envs * args.num_steps <= MAX_BUFFER,
+         f"--num-envs x --num-steps must be at most {MAX_BUFFER:,} transitions, e.g. 16 x 128"),
         (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
         (0 <= args.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
         (0 < args.clip < 1, "--clip must be in (0, 1), e.g. 0.2"),
@@ -739,8 +838,11 @@ def validate(args: Args) -> None:
         (args.actor_lr > 0 and args.critic_lr > 0, "learning rates must be positive"),
         (args.max_grad_norm > 0, "--max-grad-norm must be positive"),
         (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
+        (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,
+         f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
         (args.max_episode_steps is None or args.max_episode_steps >= 0, "--max-episode-steps must be >= 0"),
-        (args.eval_every >= 0 and args.eval_episodes > 0, "--eval-every must be >= 0, --eval-episodes > 0"),
+        (args.eval_every >= 0 and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
+         f"--eval-every must be >= 0, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
         (args.save_every >= 0 and args.keep_snapshots >= 0, "--save-every and --keep-snapshots must be >= 0"),
         (args.explore_bonus >= 0 and args.explore_bins > 0, "--explore-bonus must be >= 0, --explore-bins > 0"),
     ]
@@ -759,11 +861,13 @@ class Run:
     periodic greedy evaluation that keeps the best policy, and Ctrl-C/SIGTERM (as a
     context manager: a stop signal ends the run cleanly with a checkpoint)."""
 
-    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None,
+    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, space: gym.spaces.Box,
                  checkpoint: dict[str, Any] | None = None):
         self.args, self.agent, self.bonus = args, agent, bonus
+        # a 2-D bounded observation (MountainCar's position, velocity) can be drawn as maps
+        self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
         self.net_dir = Path(args.param_dir) / "net_param"
-        self.run_name = f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_name = unique_run_name(args)
         self.global_step = self.episode = self.updates = 0
         self.next_eval = args.eval_every
         self.best: dict[str, Any] = dict(mean_return=-np.inf)
@@ -779,6 +883,8 @@ class Run:
         self.ep_return, self.ep_len = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
         self.recent: deque[float] = deque(maxlen=20)
         self.stop_signal = 0
+        # where the seconds go, from timestamps taken here (the loop itself is not timed)
+        self.clock = dict.fromkeys(("collect", "update", "evaluate", "log_and_save", "final_files"), 0.0)
 
     def env_seeds(self) -> list[int]:
         """Seeds of the first episodes (a resumed run starts new ones)."""
@@ -795,13 +901,17 @@ class Run:
 
     # -- signals and the progress bar ------------------------------------------------
     def __enter__(self) -> Run:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
         a = self.args
         self.start = time.perf_counter() - self.elapsed
+        self.lap = self.last_step = time.perf_counter()
         self.bar = tqdm(total=a.episodes or a.total_timesteps, initial=self.episode if a.episodes
                         else min(self.global_step, a.total_timesteps), unit="ep" if a.episodes else "step",
                         disable=a.quiet, dynamic_ncols=True, mininterval=0.5)
-        self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # Python lets only the main thread install signal handlers; a run in another thread
+        # (a GUI, a notebook helper) stops with its process instead.
+        self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
+            if threading.current_thread() is threading.main_thread() else {}
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -834,10 +944,14 @@ class Run:
             self.ep_return[finished], self.ep_len[finished] = 0.0, 0
         if not a.episodes:
             self.bar.update(min(a.num_envs, self.bar.total - self.bar.n))
+        self.last_step = time.perf_counter()
 
     def record_update(self, stats: dict[str, Any]) -> None:
         """Check and log an update; write the periodic snapshot and checkpoint."""
         a, agent = self.args, self.agent
+        now = time.perf_counter()
+        self.clock["collect"] += self.last_step - self.lap
+        self.clock["update"] += now - self.last_step
         self.updates += 1
         bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
         if bad or not all(np.isfinite(p.numpy()).all() for p in agent.actor_net.parameters() +
@@ -861,6 +975,8 @@ class Run:
             agent.save_param(self.net_dir, f"_{self.updates:06d}")
             prune_snapshots(self.net_dir, a.keep_snapshots)
             self.save_checkpoint()
+        self.lap = time.perf_counter()
+        self.clock["log_and_save"] += self.lap - now
 
     def evaluate_and_keep_best(self) -> bool:
         """Periodic greedy evaluation on the standard env; keeps the best policy.
@@ -869,14 +985,20 @@ class Run:
         if not a.eval_every or (self.global_step < self.next_eval and not self.finished()):
             return False
         self.next_eval = self.global_step + a.eval_every
+        started = time.perf_counter()
         result = evaluate(make_policy(self.agent.actor_net), a.env_id, a.eval_episodes, EVAL_SEED)
         self.writer.add_scalar("eval/mean_return", result["mean_return"], self.global_step)
         self.writer.add_scalar("eval/success_rate", result["success_rate"], self.global_step)
+        if self.map_box is not None:  # the VisualDL image tab shows the policy taking shape
+            for tag, image in policy_value_images(self.agent.actor_net, self.agent.critic_net, *self.map_box).items():
+                self.writer.add_image(tag, image, self.global_step)
         self.history.append(dict(result, global_step=self.global_step,
                                  seconds=time.perf_counter() - self.start))
         if result["mean_return"] > self.best["mean_return"]:
             self.best = dict(result, global_step=self.global_step)
             self.agent.save_param(self.net_dir, "_best")
+        self.lap = time.perf_counter()
+        self.clock["evaluate"] += self.lap - started
         if a.target_return is not None and result["mean_return"] >= a.target_return:
             self.bar.write(f"eval mean return {result['mean_return']:.1f} >= target "
                            f"{a.target_return} at step {self.global_step}: stopping")
@@ -885,6 +1007,7 @@ class Run:
 
     def finish(self) -> dict[str, Any]:
         """Final files: the latest (or best evaluated) policy and a checkpoint; a summary."""
+        started = time.perf_counter()
         if self.best["mean_return"] > -np.inf and not self.stop_signal:
             # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
             for name in ("actor_net", "critic_net"):
@@ -894,13 +1017,37 @@ class Run:
         else:
             actor_path = self.agent.save_param(self.net_dir)
         checkpoint = self.save_checkpoint()
+        seconds = time.perf_counter() - self.start
+        if not self.stop_signal:
+            self.log_hparams(seconds)
         self.writer.close()
-        if self.args.plots and not self.stop_signal:
+        if self.stop_signal:
+            print(f"{signal.Signals(self.stop_signal).name}: stopped at step {self.global_step}; checkpoint saved "
+                  f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}", file=sys.stderr)
+        elif self.args.plots:
             plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
+        self.clock["final_files"] = time.perf_counter() - started
         return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
                     global_step=self.global_step, episodes=self.episode, updates=self.updates,
-                    training_step=self.agent.training_step, seconds=time.perf_counter() - self.start,
-                    best_eval=self.best, eval_history=self.history, interrupted=self.stop_signal)
+                    training_step=self.agent.training_step, seconds=seconds,
+                    best_eval=self.best, eval_history=self.history, interrupted=self.stop_signal,
+                    started=self.start + self.elapsed, time_split=self.clock)
+
+    def log_hparams(self, seconds: float) -> None:
+        """The run's settings and final metrics for VisualDL's HParams panel, which compares
+        runs (seeds, presets, learning rates) side by side. A metric is a scalar tag; the
+        panel shows its last value."""
+        finals = {"final/env_steps": self.global_step, "final/episodes": self.episode,
+                  "final/train_seconds": seconds}
+        if self.history:
+            finals.update({"final/best_eval_return": self.best["mean_return"],
+                           "final/best_eval_success_rate": self.best["success_rate"]})
+        for tag, value in finals.items():
+            self.writer.add_scalar(tag, float(value), self.global_step)
+        skip = {"logdir", "param_dir", "quiet", "plots", "save_every", "keep_snapshots"}
+        hparams = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)
+                   for k, v in dataclasses.asdict(self.args).items() if k not in skip and v is not None}
+        self.writer.add_hparams(hparams, list(finals))
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -930,6 +1077,7 @@ class Run:
         agent.training_step, self.next_eval, self.elapsed = c["training_step"], c["next_eval"], c["elapsed"]
         self.best, self.history, self.run_name = ckpt["best"], ckpt["history"], ckpt["run_name"]
         agent.rng.bit_generator.state = ckpt["rng"]
+        agent.acting_actor.refresh()
         if self.bonus is not None and ckpt["bonus_counts"] is not None:
             self.bonus.counts[:] = ckpt["bonus_counts"]
 
@@ -965,6 +1113,14 @@ def restore_optimizer(opt: paddle.optimizer.Optimizer, saved: dict[str, np.ndarr
     opt.set_state_dict(state)
 
 
+def unique_run_name(args: Args) -> str:
+    """<env>__<preset>__seed<N>__<time>, with a suffix if that folder exists already (two
+    runs started in the same second, e.g. from a notebook)."""
+    name = f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    taken = {p.name for p in Path(args.logdir).glob(name + "*")}
+    return next(n for n in (name, *(f"{name}-{i}" for i in range(2, 10**6))) if n not in taken)
+
+
 def ensure_writable(folder: Path) -> None:
     """Create `folder` and check that files can be written in it, before training starts."""
     try:
@@ -997,8 +1153,8 @@ def prune_snapshots(directory: Path, keep: int) -> None:
 # ---------------------------------------------------------------------------------------
 def make_policy(actor: Actor, greedy: bool = True, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """A callable mapping a batch of raw observations (N, obs_dim) to actions (N,)."""
-    rng = np.random.default_rng(seed)
-    return lambda obs: act(actor, obs, rng, greedy)[0]
+    rng, fast = np.random.default_rng(seed), NumpyActor(actor)
+    return lambda obs: sample_actions(fast.log_probs(obs), rng, greedy)[0]
 
 
 def load_policy(path: str | Path, greedy: bool = True, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
@@ -1028,15 +1184,22 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str = "Mountain
                 episodes=episodes)
 
 
-def check_fits(actor: Actor, env_id: str) -> None:
-    """Refuse an actor trained for another observation or action space."""
+def env_for(actor: Actor, env_id: str | None = None) -> str:
+    """The env to run `actor` in: `env_id`, else the one it was trained on. Refuses an
+    env whose observation or action space the actor does not fit."""
+    trained_on = actor.meta["env_id"]
+    env_id = env_id or trained_on
+    if env_id is None:
+        raise UsageError(f"this file does not say which env it was trained on ({actor.meta['obs_dim']} "
+                         f"inputs, {actor.meta['n_actions']} actions); pass --env-id, e.g. CartPole-v1")
     env = make_env(env_id)
     obs_dim, n_actions = env.observation_space.shape, getattr(env.action_space, "n", None)
     env.close()
     if obs_dim != (actor.meta["obs_dim"],) or n_actions != actor.meta["n_actions"]:
-        raise UsageError(f"this actor was trained on {actor.meta['env_id']} ({actor.meta['obs_dim']} "
+        raise UsageError(f"this actor was trained on {trained_on or 'another env'} ({actor.meta['obs_dim']} "
                          f"inputs, {actor.meta['n_actions']} actions) and does not fit {env_id}; "
-                         "pass --env-id " + actor.meta["env_id"])
+                         + (f"pass --env-id {trained_on}" if trained_on else "pass the --env-id it was trained on"))
+    return env_id
 
 
 def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | Path | None = None,
@@ -1044,8 +1207,7 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
     """Play `episodes` episodes of the standard env with a saved actor: in a window
     (`render="human"`) or into an animated GIF with step and return drawn on each frame."""
     actor = load_actor(path)
-    env_id = env_id or actor.meta["env_id"]
-    check_fits(actor, env_id)
+    env_id = env_for(actor, env_id)
     policy = make_policy(actor, greedy, seed)
     if render == "human" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise UsageError("--render human needs a display; leave it out to write a GIF instead")
@@ -1109,20 +1271,19 @@ def latest_run(logdir: str | Path) -> Path:
 
 def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | Path) -> list[Path]:
     """Write the run's figures into `img_dir`: training curve, losses and, for 2-D
-    observations, the policy and value maps with a greedy trajectory. Returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    observations, the policy and value maps with a greedy trajectory. Returns their paths.
+    Figures are drawn without pyplot, so a notebook's own matplotlib backend is left alone."""
+    from matplotlib.figure import Figure
 
     img_dir, scalars, written = Path(img_dir), read_scalars(run_dir), []
 
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
         atomic_write(img_dir / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-        plt.close(fig)
         written.append(img_dir / name)
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     if "episode/return" in scalars:
         steps, rets = scalars["episode/return"]
         ax.plot(steps, rets, ".", ms=2, alpha=0.3, color="tab:blue", label="training episode")
@@ -1139,7 +1300,8 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
     panels = [("loss/action_loss", "action (clipped surrogate) loss"), ("loss/value_loss", "value loss"),
               ("loss/entropy", "policy entropy"), ("loss/approx_kl", "approx. KL"),
               ("loss/clip_fraction", "clip fraction"), ("loss/explained_variance", "explained variance")]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    fig = Figure(figsize=(12, 6))
+    axes = fig.subplots(2, 3)
     for ax, (tag, title) in zip(axes.flat, panels):
         if tag in scalars:
             x, y = scalars[tag]
@@ -1153,21 +1315,57 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
     if actor_path is not None and Path(actor_path).is_file():
         actor = load_actor(actor_path)
         critic_path = Path(actor_path).with_name(Path(actor_path).name.replace("actor_net", "critic_net"))
-        if actor.meta["obs_dim"] == 2:
+        if actor.meta["obs_dim"] == 2 and actor.meta["env_id"]:
             critic = load_critic(critic_path) if critic_path.is_file() else None
-            save(policy_value_figure(actor, critic, plt), "policy_value.png")
+            save(policy_value_figure(actor, critic), "policy_value.png")
     return written
 
 
-def policy_value_figure(actor: Actor, critic: Critic | None, plt: Any) -> Any:
+@paddle.no_grad()
+def policy_value_grid(actor: Actor, critic: Critic | None, low: np.ndarray, high: np.ndarray,
+                      shape: tuple[int, int] = (141, 181)) -> tuple[np.ndarray, np.ndarray | None]:
+    """Greedy action and V(s) on a grid over a 2-D observation box (rows: 2nd coordinate,
+    from low to high; columns: 1st), each in one batched forward pass."""
+    xs, ys = np.meshgrid(np.linspace(low[0], high[0], shape[1]), np.linspace(low[1], high[1], shape[0]))
+    grid = paddle.to_tensor(np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32))
+    action = actor.logits(grid).numpy().argmax(1).reshape(shape)
+    return action, None if critic is None else critic(grid).numpy().reshape(shape)
+
+
+ACTION_COLOURS = ["#d95f02", "#dddddd", "#1b9e77"]  # push left, no push, push right
+
+
+def policy_value_images(actor: Actor, critic: Critic, low: np.ndarray, high: np.ndarray) -> dict[str, np.ndarray]:
+    """The policy and value maps as small RGB images for VisualDL's image tab, coloured in
+    numpy (a matplotlib figure per evaluation would cost more than the evaluation)."""
+    from matplotlib import colormaps, colors
+    from PIL import Image, ImageDraw
+
+    action, value = policy_value_grid(actor, critic, low, high, shape=(75, 100))
+    span = float(value.max() - value.min()) or 1.0
+    pictures = {
+        "maps/policy": (np.asarray(colors.to_rgba_array(ACTION_COLOURS))[action],
+                        "orange: push left, grey: none, green: right"),
+        "maps/value": (colormaps["viridis"]((value - value.min()) / span),
+                       f"V(s) from {value.min():.1f} (purple) to {value.max():.1f} (yellow)")}
+    images = {}
+    for tag, (rgba, text) in pictures.items():
+        pixels = np.repeat(np.repeat((rgba[::-1, :, :3] * 255).astype(np.uint8), 4, 0), 4, 1)  # velocity up
+        image = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + 40), "white")
+        image.paste(Image.fromarray(pixels))
+        ImageDraw.Draw(image).text((6, pixels.shape[0] + 4), f"x: position, y: velocity\n{text}", fill="black")
+        images[tag] = np.asarray(image)
+    return images
+
+
+def policy_value_figure(actor: Actor, critic: Critic | None) -> Any:
     """Greedy action and V(s) over (position, velocity), with a greedy trajectory."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
     env = make_env(actor.meta["env_id"])
     low, high = env.observation_space.low, env.observation_space.high
-    pos, vel = np.meshgrid(np.linspace(low[0], high[0], 181), np.linspace(low[1], high[1], 141))
-    grid = np.stack([pos.ravel(), vel.ravel()], 1).astype(np.float32)
-    with paddle.no_grad():
-        action = actor.logits(paddle.to_tensor(grid)).numpy().argmax(1).reshape(pos.shape)
-        value = critic(paddle.to_tensor(grid)).numpy().reshape(pos.shape) if critic is not None else None
+    action, value = policy_value_grid(actor, critic, low, high)
     obs, _ = env.reset(seed=HOLDOUT_SEED)
     path, done = [obs], False
     policy = make_policy(actor)
@@ -1178,8 +1376,9 @@ def policy_value_figure(actor: Actor, critic: Critic | None, plt: Any) -> Any:
     path = np.array(path)
     env.close()
     extent = [low[0], high[0], low[1], high[1]]
-    fig, axes = plt.subplots(1, 2 if value is not None else 1, figsize=(13 if value is not None else 7, 5), squeeze=False)
-    cmap = plt.matplotlib.colors.ListedColormap(["#d95f02", "#dddddd", "#1b9e77"])
+    fig = Figure(figsize=(13 if value is not None else 7, 5))
+    axes = fig.subplots(1, 2 if value is not None else 1, squeeze=False)
+    cmap = ListedColormap(ACTION_COLOURS)
     im = axes[0, 0].imshow(action, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=-0.5, vmax=2.5)
     bar = fig.colorbar(im, ax=axes[0, 0], ticks=[0, 1, 2])
     bar.ax.set_yticklabels(["push left", "no push", "push right"])
@@ -1294,12 +1493,13 @@ def main(argv: list[str] | None = None) -> int:
             for path in plot_run(run, ns.param, ns.out):
                 print(path)
             return 0
-        if ns.episodes <= 0:
-            raise UsageError("--episodes must be positive")
+        limit = MAX_GIF_EPISODES if ns.command == "replay" and ns.render == "gif" else MAX_EVAL_EPISODES
+        if not 0 < ns.episodes <= limit:
+            raise UsageError(f"--episodes must be in 1..{limit:,}" + (" for a GIF (or --render human)"
+                             if limit == MAX_GIF_EPISODES else ""))
         if ns.command == "eval":
             actor = load_actor(ns.path)
-            env_id = ns.env_id or actor.meta["env_id"]
-            check_fits(actor, env_id)
+            env_id = env_for(actor, ns.env_id)
             result = evaluate(make_policy(actor, greedy=not ns.stochastic, seed=ns.seed),
                               env_id, ns.episodes, ns.seed)
             print(json.dumps(result) if ns.json else
@@ -1336,10 +1536,7 @@ def _train_command(ns: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     if summary["interrupted"]:
-        name = signal.Signals(summary["interrupted"]).name
-        print(f"{name}: stopped at step {summary['global_step']}; checkpoint saved to {summary['checkpoint']}\n"
-              f"resume with: python ppo_mountaincar.py train --resume {summary['checkpoint']}", file=sys.stderr)
-        return 128 + summary["interrupted"]
+        return 128 + summary["interrupted"]  # the run said how to resume
     print(f"trained {summary['global_step']} steps, {summary['episodes']} episodes in "
           f"{summary['seconds']:.1f} s; policy: {summary['actor_path']}")
     if summary["best_eval"]["mean_return"] > -np.inf:

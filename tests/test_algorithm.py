@@ -92,10 +92,30 @@ def test_actions_are_sampled_from_pi_not_from_softmax_of_pi():
     last = actor.net[-1]
     last.weight.set_value(np.zeros_like(last.weight.numpy()))
     last.bias.set_value(np.log(probs))  # pi(.|s) = probs for every s
-    actions, logp = pm.act(actor, np.zeros((20000, 2), np.float32), np.random.default_rng(1))
+    logp_table = pm.NumpyActor(actor).log_probs(np.zeros((20000, 2), np.float32))
+    actions, logp = pm.sample_actions(logp_table, np.random.default_rng(1))
     freq = np.bincount(actions, minlength=3) / len(actions)
     assert freq == pytest.approx(probs, abs=0.01)  # softmax(probs) would give ~[0.54, 0.23, 0.23]
     assert logp == pytest.approx(np.log(probs[actions]), abs=1e-5)
+
+
+@pytest.mark.parametrize("activation, norm", [("tanh", True), ("relu", False)])
+def test_numpy_actor_matches_the_paddle_actor(activation, norm):
+    obs_norm = pm.ObsNorm(2, enabled=norm)
+    obs_norm.update(np.random.default_rng(0).normal([-0.5, 0.0], [0.3, 0.02], (500, 2)))
+    actor = pm.Actor(2, 3, (64, 32), activation, obs_norm)
+    x = np.random.default_rng(1).normal([-0.5, 0.0], [0.3, 0.03], (256, 2)).astype(np.float32)
+    x[0] = [50.0, -50.0]  # far outside the statistics: the normalised input is clipped at 10
+    fast = pm.NumpyActor(actor)
+    with paddle.no_grad():
+        expected = paddle.nn.functional.log_softmax(actor.logits(paddle.to_tensor(x)), -1).numpy()
+    assert fast.log_probs(x) == pytest.approx(expected, abs=1e-5)
+    # a copy: it follows the actor only when refreshed
+    last = actor.net[-1]
+    last.bias.set_value(last.bias.numpy() + np.array([5.0, 0.0, 0.0], np.float32))
+    assert fast.log_probs(x) == pytest.approx(expected, abs=1e-5)
+    fast.refresh()
+    assert (fast.log_probs(x).argmax(1) == 0).mean() > (expected.argmax(1) == 0).mean()
 
 
 def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():

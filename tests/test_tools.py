@@ -1,4 +1,5 @@
 """Replay, evaluation, figures, the shipped policy and the VisualDL server."""
+import io
 import json
 import socket
 import subprocess
@@ -89,6 +90,20 @@ def test_plot_draws_the_figures_of_a_run(tmp_path):
     assert {Path(line).name for line in proc.stdout.split()} == names
 
 
+def test_figures_leave_a_notebooks_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline backend
+    try:
+        args = pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
+                       eval_every=0, quiet=True, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
+        pm.train(args)  # plots at the end
+        assert (tmp_path / "param" / "img" / "policy_value.png").is_file()
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -129,6 +144,18 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
         assert served and set(served) <= set(ours[0].tolist())
         for step, value in served.items():
             assert value == pytest.approx(float(ours[1][ours[0].tolist().index(step)]), rel=1e-6)
+        # the image tab: the policy map of the evaluation at the end of the run, as a PNG
+        query = urllib.parse.urlencode({"run": run, "tag": "maps/policy"})
+        [entry] = json.loads(get(f"{base}/app/api/image/list?{query}")[1])["data"]
+        assert entry["step"] == summary["global_step"]
+        status, png = get(f"{base}/app/api/image/image?{query}&index=0")
+        assert status == 200 and Image.open(io.BytesIO(png)).size[0] > 300
+        # the HParams panel: this run's settings and its final metrics
+        [listed] = [r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]
+                    if r["name"].endswith(summary["run_name"])]
+        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["num_envs"] == 4
+        assert listed["metrics"]["final/env_steps"] == summary["global_step"]
+        assert listed["metrics"]["final/best_eval_return"] == pytest.approx(summary["best_eval"]["mean_return"])
     finally:
         server.terminate()
         server.wait(timeout=20)

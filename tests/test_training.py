@@ -1,11 +1,16 @@
-"""Short real training runs: logs, checkpoints, determinism, the command line."""
+"""Short real training runs: logs, checkpoints, determinism, the Python API, the command line."""
+import io
+import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
+from PIL import Image
 
 import ppo_mountaincar as pm
 
@@ -150,3 +155,60 @@ def test_target_return_stops_training_early(outdirs):
                    plots=False, **outdirs)
     summary = pm.train(args)
     assert summary["global_step"] == 4096 and len(summary["eval_history"]) == 1
+
+
+def test_train_from_python_twice_in_one_process_and_from_a_thread(outdirs):
+    # what a notebook does: call train() again in the same kernel, or from a helper thread
+    args = pm.Args(**{**SMALL, "save_every": 0, "plots": False}, **outdirs)
+    handler = signal.getsignal(signal.SIGINT)
+    first, second = pm.train(args), pm.train(args)
+    assert first["run_name"] != second["run_name"]  # two run folders, not one mixed record
+    a, b = (scalars_of(outdirs["logdir"], s["run_name"]) for s in (first, second))
+    assert a["loss/action_loss"] == b["loss/action_loss"]  # same seed, same run, even in one process
+    assert signal.getsignal(signal.SIGINT) is handler  # our handlers are gone after each run
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(pm.train(args)))
+    worker.start()
+    worker.join(timeout=300)
+    assert result["global_step"] == 2048 and not result["interrupted"]
+    assert scalars_of(outdirs["logdir"], result["run_name"])["loss/action_loss"] == a["loss/action_loss"]
+
+
+def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs, capsys):
+    # Jupyter's "interrupt kernel" sends SIGINT to the kernel process, whose main thread runs train()
+    args = pm.Args(**{**SMALL, "total_timesteps": 10**7, "plots": False}, **outdirs)
+    handler = signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    summary = pm.train(args)
+    timer.join()
+    assert summary["interrupted"] == signal.SIGINT and 0 < summary["global_step"] < 10**7
+    assert pm.load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == summary["global_step"]
+    assert "resume with: python ppo_mountaincar.py train --resume" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
+    from visualdl import LogReader
+    args = pm.Args(**{**SMALL, "eval_every": 1024, "eval_episodes": 10, "plots": False}, **outdirs)
+    summary = pm.train(args)
+    [record] = (Path(outdirs["logdir"]) / summary["run_name"]).glob("vdlrecords.*")
+    reader = LogReader(file_path=str(record))
+    tags = reader.get_tags()
+    assert sorted(tags["image"]) == ["maps/policy", "maps/value"]
+    for tag in tags["image"]:  # one picture per periodic evaluation, at its env step
+        images = reader.get_data("image", tag)
+        assert [im.id for im in images] == [1024, 2048]
+        picture = np.asarray(Image.open(io.BytesIO(images[-1].image.encoded_image_string)).convert("RGB"))
+        assert picture.shape[0] > 200 and picture.shape[1] > 300 and picture[:200].std() > 0
+    [hparams] = reader.get_data("hyper_parameters", "hparam")
+    values = {h.name: h.WhichOneof("type") and getattr(h, h.WhichOneof("type")) for h in hparams.hparam.hparamInfos}
+    assert values["seed"] == 1 and values["actor_lr"] == args.actor_lr
+    assert values["hidden_sizes"] == str(args.hidden_sizes) and values["preset"] == "default"
+    assert "logdir" not in values
+    metrics = [m.name for m in hparams.hparam.metricInfos]
+    assert "final/best_eval_return" in metrics
+    scalars = scalars_of(outdirs["logdir"], summary["run_name"])
+    for metric in metrics:  # every metric the HParams panel shows is a logged scalar
+        assert scalars[metric]
+    assert scalars["final/best_eval_return"][-1][1] == pytest.approx(summary["best_eval"]["mean_return"])
