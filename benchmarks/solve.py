@@ -1,42 +1,55 @@
-"""How fast and how reliably does a preset solve MountainCar-v0?
+"""How fast and how reliably does a preset solve MountainCar-v0, and where does the time go?
 
-Trains one run per seed (two at a time on two cores), then scores the policy each run
-leaves in param/net_param/actor_net.param with 100 greedy episodes of the standard env on
-held-out seeds that no run selected on. Prints, per seed, the env steps and seconds until
-the periodic evaluation first reached -110, and the final score; then the medians.
+Trains one run per seed, each in a fresh process (two at a time on two cores), then scores
+the policy each run leaves in param/net_param/actor_net.param with 100 greedy episodes of
+the standard env on held-out seeds that no run selected on. Prints, per seed: the env
+steps and the wall seconds from process start (imports included) until the periodic
+evaluation first reached -110, the final score, and where the seconds went; then medians.
 
     python benchmarks/solve.py --seeds 10
     python benchmarks/solve.py --seeds 3 -- --preset tutorial   # flags after -- go to train
+    python benchmarks/solve.py --code /tmp/old-main             # another checkout, same way
 """
-from __future__ import annotations
+import time
 
-import argparse
-import json
-import math
-import multiprocessing as mp
-import statistics
-import sys
-import tempfile
-from pathlib import Path
+T0 = time.perf_counter()  # first, so that "from process start" includes every import
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import ppo_mountaincar as pm  # noqa: E402
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 SOLVED = -110.0
+PHASES = ("imports", "collect", "update", "evaluate", "log_and_save", "final_files", "other")
 
 
-def run_seed(job: tuple[int, list[str], str]) -> dict:
-    seed, train_flags, out = job
+def one_seed(seed: int, code: Path, train_flags: list[str], out: str) -> dict:
+    """Train and score one seed in this process; `code` holds the ppo_mountaincar.py to run."""
+    sys.path.insert(0, str(code))
+    import ppo_mountaincar as pm
+    imported = time.perf_counter()
     ns = pm.build_parser().parse_args(["train", *train_flags, "--seed", str(seed), "--quiet",
                                        "--logdir", f"{out}/exp", "--param-dir", f"{out}/param{seed}"])
     args = pm.args_from_cli(ns)
+    called = time.perf_counter()
     summary = pm.train(args)
+    ended = time.perf_counter()
+    # a main from before the time split lacks "started": its loop began about when train was called
+    started = summary.get("started", called)
+    split = dict(summary.get("time_split", {}), imports=imported - T0)
+    split["other"] = ended - T0 - sum(split.values())
     first = next((h for h in summary["eval_history"] if h["mean_return"] >= SOLVED), None)
     final = pm.evaluate(pm.load_policy(summary["actor_path"]), args.env_id, 100, pm.HOLDOUT_SEED)
     return dict(seed=seed, steps_to_solve=first and first["global_step"],
-                seconds_to_solve=first and first["seconds"], train_steps=summary["global_step"],
-                train_seconds=summary["seconds"], best_eval=summary["best_eval"].get("mean_return"),
-                final_mean=final["mean_return"], final_success=final["success_rate"],
+                seconds_to_solve=first and started - T0 + first["seconds"], train_steps=summary["global_step"],
+                process_seconds=ended - T0, best_eval=summary["best_eval"].get("mean_return"),
+                final_mean=final["mean_return"], final_success=final["success_rate"], time_split=split,
                 eval_history=[(h["global_step"], round(h["mean_return"], 1)) for h in summary["eval_history"]])
 
 
@@ -56,30 +69,41 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds 1..N")
     parser.add_argument("--seed-list", type=int, nargs="+", help="these seeds instead of 1..N")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--code", type=Path, default=ROOT, help="folder of the ppo_mountaincar.py to "
+                        "measure, e.g. a checkout of the previous main [this repo]")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process: one seed
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("train_flags", nargs="*", help="flags for `train`, after --")
     a = parser.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        seeds = a.seed_list or range(1, a.seeds + 1)
-        jobs = [(s, a.train_flags, out) for s in seeds]
-        pool = mp.get_context("spawn").Pool(a.jobs)
-        rows = pool.map(run_seed, jobs, chunksize=1)
-        pool.close()
-        pool.join()
-    print(f"train flags: {' '.join(a.train_flags) or '(default preset)'}")
-    print("| seed | steps to -110 | seconds to -110 | train steps | train s | best eval | "
-          "final mean (held-out) | final success |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if a.one is not None:
+        print(json.dumps(one_seed(a.one, a.code.resolve(), a.train_flags, a.out)))
+        return
+
+    def spawn(seed: int) -> dict:
+        proc = subprocess.run([sys.executable, __file__, "--one", str(seed), "--code", str(a.code), "--out", out,
+                               "--", *a.train_flags], capture_output=True, text=True, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory() as out, ThreadPoolExecutor(a.jobs) as pool:
+        rows = list(pool.map(spawn, a.seed_list or range(1, a.seeds + 1)))
+    print(f"code: {a.code.resolve()}; train flags: {' '.join(a.train_flags) or '(default preset)'}")
+    print("| seed | steps to -110 | seconds to -110 | process seconds | best eval | final mean (held-out) "
+          "| final success |\n|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['seed']} | {fmt(r['steps_to_solve'], ',')} | {fmt(r['seconds_to_solve'], '.1f')} | "
-              f"{r['train_steps']:,} | {r['train_seconds']:.1f} | {fmt(r['best_eval'], '.1f')} | "
-              f"{r['final_mean']:.1f} | {r['final_success']:.0%} |")
+              f"{r['process_seconds']:.1f} | {fmt(r['best_eval'], '.1f')} | {r['final_mean']:.1f} | "
+              f"{r['final_success']:.0%} |")
     solved = sum(r["final_mean"] >= SOLVED for r in rows)
     print(f"| median | {fmt(median([r['steps_to_solve'] for r in rows]), ',.0f')} | "
           f"{fmt(median([r['seconds_to_solve'] for r in rows]), '.1f')} | "
-          f"{median([r['train_steps'] for r in rows]):,.0f} | {median([r['train_seconds'] for r in rows]):.1f} | "
-          f"{fmt(median([r['best_eval'] for r in rows]), '.1f')} | {median([r['final_mean'] for r in rows]):.1f} | "
-          f"{solved}/{len(rows)} >= -110 |")
+          f"{median([r['process_seconds'] for r in rows]):.1f} | {fmt(median([r['best_eval'] for r in rows]), '.1f')} | "
+          f"{median([r['final_mean'] for r in rows]):.1f} | {solved}/{len(rows)} >= -110 |")
+    print(f"worst final mean: {min(r['final_mean'] for r in rows):.1f}")
+    phases = [p for p in PHASES if all(p in r["time_split"] for r in rows)]
+    print("\nwhere the seconds go (median over seeds):\n| " + " | ".join(phases) + " |\n|"
+          + "---:|" * len(phases) + "\n| " + " | ".join(
+              f"{statistics.median(r['time_split'][p] for r in rows):.2f}" for p in phases) + " |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
