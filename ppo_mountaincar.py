@@ -90,6 +90,8 @@ class Args:
     anneal_lr: bool = _flag(True, "decay both learning rates linearly to 0 over the budget")
     max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this")
     ent_coef: float = _flag(0.01, "entropy bonus coefficient")
+    anneal_ent: bool = _flag(False, "decay the entropy coefficient linearly to 0 over the budget "
+                             "(explore early, act precisely late)")
     norm_adv: bool = _flag(True, "normalise advantages per minibatch")
     target_kl: float | None = _flag(None, "stop an update's epochs once approx KL exceeds this")
     # networks
@@ -338,6 +340,7 @@ class PPO:
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
         self.acting_actor = NumpyActor(self.actor_net)  # a copy for acting, refreshed after each update
         self.rng = np.random.default_rng(args.seed)
+        self.ent_coef = args.ent_coef  # its value now (--anneal-ent decays it)
         self.training_step = 0  # minibatch updates so far (the tutorial's counter)
 
     # -- acting ---------------------------------------------------------------------
@@ -355,9 +358,14 @@ class PPO:
         self.buffer.add(state, action, logprob, reward, next_state, terminated, done)
 
     # -- learning -------------------------------------------------------------------
-    def set_lr_fraction(self, frac: float) -> None:
-        """Scale both learning rates (the critic's follows through its group's factor)."""
-        self.optimizer.set_lr(self.args.actor_lr * frac)
+    def anneal(self, frac: float) -> None:
+        """Follow the schedules, `frac` going from 1 to 0 over the budget: both learning
+        rates (--anneal-lr; the critic's follows through its group's factor) and the
+        entropy coefficient (--anneal-ent)."""
+        if self.args.anneal_lr:
+            self.optimizer.set_lr(self.args.actor_lr * frac)
+        if self.args.anneal_ent:
+            self.ent_coef = self.args.ent_coef * frac
 
     def update(self) -> dict[str, Any]:
         """Several epochs of clipped-ratio minibatch updates on the buffer, then clear it.
@@ -401,7 +409,7 @@ class PPO:
         value = self.critic_net.net(obs).squeeze(-1)
         assert value.shape == ret.shape  # [N] vs [N, 1] would broadcast to [N, N]
         value_loss = F.mse_loss(value, ret)
-        actor_loss = action_loss - a.ent_coef * entropy_of(logp_all) if a.ent_coef else action_loss
+        actor_loss = action_loss - self.ent_coef * entropy_of(logp_all) if self.ent_coef else action_loss
         # The networks share no weights: the sum's gradient is each loss's own gradient.
         (actor_loss + value_loss).backward()
         self.optimizer.step()
@@ -448,8 +456,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> dict[str, Any
     obs, _ = envs.reset(seed=run.env_seeds())
     with run:  # Ctrl-C or SIGTERM: stop after this step, keeping a checkpoint
         while not run.finished():
-            if args.anneal_lr:
-                agent.set_lr_fraction(max(0.0, 1.0 - run.global_step / args.total_timesteps))
+            agent.anneal(max(0.0, 1.0 - run.global_step / args.total_timesteps))
 
             # 1. Collect a rollout with the current policy.
             while not agent.buffer.full and not run.stop_requested:
