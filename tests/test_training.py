@@ -1,28 +1,14 @@
-"""Short real training runs: logs, checkpoints, determinism, the Python API, the command line."""
-import io
+"""The training loop (section 6): short real runs, determinism, the presets' schedules, learning,
+and train() from Python as a notebook calls it."""
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
-import paddle
-import pytest
-from PIL import Image
-
 import ppo_mountaincar as pm
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(total_timesteps=2048, num_envs=4, num_steps=64, batch_size=64, update_epochs=2,
-             save_every=2, keep_snapshots=2, quiet=True)
-
-
-def scalars_of(logdir: str, run_name: str) -> dict[str, list[tuple[int, float]]]:
-    """A run's VisualDL scalars as (step, value) lists, read back with the module's reader."""
-    return {tag: list(zip(steps.tolist(), values.tolist()))
-            for tag, (steps, values) in pm.read_scalars(Path(logdir) / run_name).items()}
+from helpers import SMALL, scalars_of
 
 
 def test_short_run_writes_visualdl_records_and_param_files(outdirs):
@@ -44,23 +30,6 @@ def test_short_run_writes_visualdl_records_and_param_files(outdirs):
     # snapshots every 2 updates (4 written), only the newest 2 kept
     assert sorted(p.name for p in net.glob("actor_net_0*.param")) == \
         ["actor_net_000006.param", "actor_net_000008.param"]
-
-
-def test_param_round_trip_gives_identical_outputs(tmp_path):
-    paddle.seed(0)
-    agent = pm.PPO(2, 3, pm.Args())
-    agent.obs_norm.update(np.random.default_rng(0).normal([-0.5, 0.0], [0.3, 0.02], (500, 2)))
-    path = agent.save_param(tmp_path)
-    x = np.random.default_rng(1).normal([-0.5, 0.0], [0.3, 0.02], (64, 2)).astype(np.float32)
-    loaded = pm.load_actor(path)
-    with paddle.no_grad():
-        assert np.array_equal(loaded(paddle.to_tensor(x)).numpy(), agent.actor_net(paddle.to_tensor(x)).numpy())
-    # the normalisation statistics travel inside the actor file
-    assert np.array_equal(loaded.obs_norm.mean.numpy(), agent.obs_norm.mean.numpy())
-    # and paddle.load still reads it, as the tutorial's users expect
-    assert "net.0.weight" in paddle.load(str(path))
-    policy = pm.load_policy(path)
-    assert policy(x).shape == (64,) and policy(x).dtype.kind == "i"
 
 
 def test_same_seed_same_results(outdirs, tmp_path):
@@ -106,37 +75,6 @@ def test_buffer_capacity_forces_an_update_mid_episode(outdirs):
                    update_on_episode_end=True, total_timesteps=300, quiet=True, **outdirs)
     summary = pm.train(args)
     assert summary["episodes"] == 0 and summary["updates"] == 3
-
-
-def run_cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, "ppo_mountaincar.py", *argv], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.parametrize("argv, words", [
-    (["--clip", "1.5"], "--clip"),
-    (["--batch-size", "5000", "--num-envs", "2", "--num-steps", "8"], "--batch-size"),
-    (["--gamma", "0"], "--gamma"),
-    (["--hidden-sizes", "64,x"], "sizes"),
-    (["--env-id", "Pendulum-v1"], "discrete actions"),
-    (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
-    (["--env-id", "CartPole-v1"], "--explore-bonus 0"),  # unbounded observations: no grid
-    (["--no-such-flag"], "unrecognized"),
-    (["eval", "does/not/exist.param"], "no such file"),
-])
-def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path):
-    proc = run_cli(*argv, "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")) \
-        if argv[0] != "eval" else run_cli(*argv)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
-    assert "Traceback" not in proc.stderr
-
-
-def test_help_documents_every_training_flag():
-    out = run_cli("--help").stdout
-    for f in pm.dataclasses.fields(pm.Args):
-        assert "--" + f.name.replace("_", "-") in out
 
 
 def test_default_preset_learns_within_a_small_budget(outdirs):
@@ -186,29 +124,3 @@ def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs, capsys):
     assert pm.load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == summary["global_step"]
     assert "resume with: python ppo_mountaincar.py train --resume" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is handler
-
-
-def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
-    from visualdl import LogReader
-    args = pm.Args(**{**SMALL, "eval_every": 1024, "eval_episodes": 10, "plots": False}, **outdirs)
-    summary = pm.train(args)
-    [record] = (Path(outdirs["logdir"]) / summary["run_name"]).glob("vdlrecords.*")
-    reader = LogReader(file_path=str(record))
-    tags = reader.get_tags()
-    assert sorted(tags["image"]) == ["maps/policy", "maps/value"]
-    for tag in tags["image"]:  # one picture per periodic evaluation, at its env step
-        images = reader.get_data("image", tag)
-        assert [im.id for im in images] == [1024, 2048]
-        picture = np.asarray(Image.open(io.BytesIO(images[-1].image.encoded_image_string)).convert("RGB"))
-        assert picture.shape[0] > 200 and picture.shape[1] > 300 and picture[:200].std() > 0
-    [hparams] = reader.get_data("hyper_parameters", "hparam")
-    values = {h.name: h.WhichOneof("type") and getattr(h, h.WhichOneof("type")) for h in hparams.hparam.hparamInfos}
-    assert values["seed"] == 1 and values["actor_lr"] == args.actor_lr
-    assert values["hidden_sizes"] == str(args.hidden_sizes) and values["preset"] == "default"
-    assert "logdir" not in values
-    metrics = [m.name for m in hparams.hparam.metricInfos]
-    assert "final/best_eval_return" in metrics
-    scalars = scalars_of(outdirs["logdir"], summary["run_name"])
-    for metric in metrics:  # every metric the HParams panel shows is a logged scalar
-        assert scalars[metric]
-    assert scalars["final/best_eval_return"][-1][1] == pytest.approx(summary["best_eval"]["mean_return"])

@@ -1,4 +1,5 @@
-"""Replay, evaluation, figures, the shipped policy and the VisualDL server."""
+"""Evaluation, replay and figures (sections 10-11): the shipped policy, GIFs, plots, and a real
+VisualDL server serving a real run."""
 import io
 import json
 import socket
@@ -10,18 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import ppo_mountaincar as pm
 import pytest
 from PIL import Image
 
-import ppo_mountaincar as pm
-
-ROOT = Path(__file__).resolve().parents[1]
-PRETRAINED = ROOT / "param" / "pretrained" / "actor_net.param"
-
-
-def cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / "ppo_mountaincar.py"), *argv], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+from helpers import PRETRAINED, cli
 
 
 def test_shipped_policy_solves_mountain_car_on_held_out_seeds():

@@ -1,0 +1,35 @@
+"""Helpers shared by the test files: the repo's paths, small run settings, the command line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import ppo_mountaincar as pm
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "param" / "pretrained" / "actor_net.param"
+# a run of a few seconds: 2,048 steps of 4 envs, 2 epochs of 4 minibatches per update
+SMALL = dict(total_timesteps=2048, num_envs=4, num_steps=64, batch_size=64, update_epochs=2,
+             save_every=2, keep_snapshots=2, quiet=True)
+# the same from the command line, larger minibatches
+QUICK = ["--num-envs", "4", "--num-steps", "64", "--batch-size", "128", "--update-epochs", "2",
+         "--no-plots", "--quiet"]
+
+
+def cli(*argv: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python ppo_mountaincar.py ARGV` in a fresh process."""
+    return subprocess.run([sys.executable, str(ROOT / "ppo_mountaincar.py"), *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """Assert the process failed with one line 'error: ...' and no traceback; return that line."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def scalars_of(logdir: str, run_name: str) -> dict[str, list[tuple[int, float]]]:
+    """A run's VisualDL scalars as (step, value) lists, read back with the module's reader."""
+    return {tag: list(zip(steps.tolist(), values.tolist()))
+            for tag, (steps, values) in pm.read_scalars(Path(logdir) / run_name).items()}

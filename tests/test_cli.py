@@ -1,0 +1,66 @@
+"""The command line (section 12): help, and mistakes that end in one line and exit code 2."""
+import os
+import time
+
+import ppo_mountaincar as pm
+import pytest
+
+from helpers import cli, one_line_error
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--clip", "1.5"], "--clip"),
+    (["--batch-size", "5000", "--num-envs", "2", "--num-steps", "8"], "--batch-size"),
+    (["--gamma", "0"], "--gamma"),
+    (["--hidden-sizes", "64,x"], "sizes"),
+    (["--env-id", "Pendulum-v1"], "discrete actions"),
+    (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
+    (["--env-id", "CartPole-v1"], "--explore-bonus 0"),  # unbounded observations: no grid
+    (["--no-such-flag"], "unrecognized"),
+    (["eval", "does/not/exist.param"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path):
+    proc = cli(*argv, "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")) \
+        if argv[0] != "eval" else cli(*argv)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_documents_every_training_flag():
+    out = cli("--help").stdout
+    for f in pm.dataclasses.fields(pm.Args):
+        assert "--" + f.name.replace("_", "-") in out
+
+
+def test_bad_hyperparameters_write_nothing(tmp_path):
+    net = tmp_path / "param" / "net_param"
+    net.mkdir(parents=True)
+    (net / "actor_net.param").write_bytes(b"precious")
+    for flags in (["--clip", "0"], ["--gamma", "1.5"], ["--num-envs", "0"], ["--update-epochs", "-1"]):
+        one_line_error(cli(*flags, "--param-dir", str(tmp_path / "param"), "--logdir", str(tmp_path / "exp")))
+    assert (net / "actor_net.param").read_bytes() == b"precious"
+    assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--num-envs", "100000000"], "--num-envs"),
+    (["--num-steps", "1000000000"], "--num-envs x --num-steps"),
+    (["--hidden-sizes", "100000,100000"], "--hidden-sizes"),
+    (["--eval-episodes", "1000000000"], "--eval-episodes"),
+    (["--episodes", "10000000000"], "--episodes"),
+    (["eval", "param/pretrained/actor_net.param", "--episodes", "1000000000"], "--episodes"),
+    (["replay", "param/pretrained/actor_net.param", "--episodes", "1000"], "for a GIF"),
+])
+def test_absurd_sizes_are_refused_at_once_and_touch_nothing(argv, words, tmp_path):
+    net = tmp_path / "param" / "net_param"
+    net.mkdir(parents=True)
+    (net / "actor_net.param").write_bytes(b"precious")
+    dirs = ["--param-dir", str(tmp_path / "param"), "--logdir", str(tmp_path / "exp")] if argv[0] not in (
+        "eval", "replay") else ([] if argv[0] == "eval" else ["--out", str(tmp_path / "r.gif")])
+    start = time.perf_counter()
+    assert words in one_line_error(cli(*argv, *dirs, timeout=120))
+    assert time.perf_counter() - start < 60
+    assert (net / "actor_net.param").read_bytes() == b"precious"
+    assert sorted(os.listdir(tmp_path)) == ["param"]
