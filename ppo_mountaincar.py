@@ -84,18 +84,18 @@ class Args:
     gae_lambda: float = _flag(0.98, "GAE lambda (1.0: Monte-Carlo returns, as in the tutorial)")
     clip: float = _flag(0.2, "PPO ratio clip epsilon")
     update_epochs: int = _flag(10, "passes over each rollout")
-    batch_size: int = _flag(256, "minibatch size")
+    batch_size: int = _flag(512, "minibatch size")
     actor_lr: float = _flag(2e-3, "Adam learning rate of the actor")
     critic_lr: float = _flag(2e-3, "Adam learning rate of the critic")
     anneal_lr: bool = _flag(True, "decay both learning rates linearly to 0 over the budget")
     max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this")
-    ent_coef: float = _flag(0.01, "entropy bonus coefficient")
-    anneal_ent: bool = _flag(False, "decay the entropy coefficient linearly to 0 over the budget "
+    ent_coef: float = _flag(0.05, "entropy bonus coefficient")
+    anneal_ent: bool = _flag(True, "decay the entropy coefficient linearly to 0 over the budget "
                              "(explore early, act precisely late)")
     norm_adv: bool = _flag(True, "normalise advantages per minibatch")
     target_kl: float | None = _flag(None, "stop an update's epochs once approx KL exceeds this")
     # networks
-    hidden_sizes: tuple[int, ...] = _flag((128, 128), "hidden layer sizes, e.g. 128 or 64,64")
+    hidden_sizes: tuple[int, ...] = _flag((64, 64), "hidden layer sizes, e.g. 128 or 64,64")
     activation: str = _flag("tanh", "hidden activation", choices=("tanh", "relu"))
     norm_obs: bool = _flag(True, "normalise observations with running statistics "
                            "(stored inside the actor .param)")
@@ -126,7 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         total_timesteps=10**9, episodes=1000, max_episode_steps=0, num_envs=1,
         num_steps=8000, update_on_episode_end=True, gamma=0.99, gae_lambda=1.0,
         update_epochs=10, batch_size=64, actor_lr=1e-3, critic_lr=3e-3, anneal_lr=False,
-        max_grad_norm=0.5, ent_coef=0.0, norm_adv=False, hidden_sizes=(128,),
+        max_grad_norm=0.5, ent_coef=0.0, anneal_ent=False, norm_adv=False, hidden_sizes=(128,),
         activation="relu", norm_obs=False, explore_bonus=0.0, eval_every=0, save_every=100,
     ),
 }
@@ -1284,12 +1284,12 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
 
     img_dir, scalars, written = Path(img_dir), read_scalars(run_dir), []
 
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
+    def save(fig: Any, name: str) -> None:  # fixed margins: tight_layout would draw each figure twice
         atomic_write(img_dir / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
         written.append(img_dir / name)
 
     fig = Figure(figsize=(8, 4.5))
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.11, top=0.93)
     ax = fig.subplots()
     if "episode/return" in scalars:
         steps, rets = scalars["episode/return"]
@@ -1308,6 +1308,7 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
               ("loss/entropy", "policy entropy"), ("loss/approx_kl", "approx. KL"),
               ("loss/clip_fraction", "clip fraction"), ("loss/explained_variance", "explained variance")]
     fig = Figure(figsize=(12, 6))
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=0.95, wspace=0.3, hspace=0.35)
     axes = fig.subplots(2, 3)
     for ax, (tag, title) in zip(axes.flat, panels):
         if tag in scalars:
@@ -1348,7 +1349,7 @@ def policy_value_images(actor: Actor, critic: Critic, low: np.ndarray, high: np.
     from matplotlib import colormaps, colors
     from PIL import Image, ImageDraw
 
-    action, value = policy_value_grid(actor, critic, low, high, shape=(75, 100))
+    action, value = policy_value_grid(actor, critic, low, high, shape=(48, 64))
     span = float(value.max() - value.min()) or 1.0
     pictures = {
         "maps/policy": (np.asarray(colors.to_rgba_array(ACTION_COLOURS))[action],
@@ -1357,7 +1358,7 @@ def policy_value_images(actor: Actor, critic: Critic, low: np.ndarray, high: np.
                        f"V(s) from {value.min():.1f} (purple) to {value.max():.1f} (yellow)")}
     images = {}
     for tag, (rgba, text) in pictures.items():
-        pixels = np.repeat(np.repeat((rgba[::-1, :, :3] * 255).astype(np.uint8), 4, 0), 4, 1)  # velocity up
+        pixels = np.repeat(np.repeat((rgba[::-1, :, :3] * 255).astype(np.uint8), 5, 0), 5, 1)  # velocity up
         image = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + 40), "white")
         image.paste(Image.fromarray(pixels))
         ImageDraw.Draw(image).text((6, pixels.shape[0] + 4), f"x: position, y: velocity\n{text}", fill="black")
@@ -1384,6 +1385,7 @@ def policy_value_figure(actor: Actor, critic: Critic | None) -> Any:
     env.close()
     extent = [low[0], high[0], low[1], high[1]]
     fig = Figure(figsize=(13 if value is not None else 7, 5))
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.11, top=0.93, wspace=0.15)
     axes = fig.subplots(1, 2 if value is not None else 1, squeeze=False)
     cmap = ListedColormap(ACTION_COLOURS)
     im = axes[0, 0].imshow(action, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=-0.5, vmax=2.5)
