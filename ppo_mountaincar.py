@@ -132,6 +132,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_args(name: str = "default", **overrides: Any) -> Args:
+    """The settings of a preset with some fields changed, e.g. preset_args("tutorial", seed=2)."""
+    if name not in PRESETS:
+        raise UsageError(f"no preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return Args(**{**PRESETS[name], **overrides, "preset": name})
+
+
 # ---------------------------------------------------------------------------------------
 # 2. Networks
 # ---------------------------------------------------------------------------------------
@@ -1484,17 +1491,21 @@ def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None)
             raise UsageError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
                              "start a new run for other settings")
         return Args(**{**resumed, "hidden_sizes": tuple(resumed["hidden_sizes"]), **given})
-    preset = given.get("preset", "default")
-    return Args(**{**PRESETS[preset], **given, "preset": preset})
+    return preset_args(given.pop("preset", "default"), **given)
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; bare flags mean `train` (so --help shows the training flags)."""
+    argv = list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        argv.insert(0, "train")
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 for a usage error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        argv.insert(0, "train")  # bare flags train; --help shows the training flags
     try:
-        ns = build_parser().parse_args(argv)
+        ns = parse_command_line(sys.argv[1:] if argv is None else argv)
         if ns.command == "train":
             return _train_command(ns)
         if ns.command == "plot":
