@@ -336,7 +336,7 @@ class PPO:
         self.actor_net = Actor(obs_dim, n_actions, args.hidden_sizes, args.activation, self.obs_norm)
         self.critic_net = Critic(obs_dim, args.hidden_sizes, args.activation, self.obs_norm)
         # One Adam for both networks: one step per minibatch, as Paddle's per-call overhead
-        # is most of an update's time. Parameter groups (slower still) only when the critic
+        # is a large part of an update's time. Parameter groups (slower still) only when the critic
         # has a learning rate of its own; a group's rate is a factor on the actor's.
         params = self.actor_net.parameters() + self.critic_net.parameters()
         if args.critic_lr != args.actor_lr:
@@ -375,8 +375,12 @@ class PPO:
             self.ent_coef = self.args.ent_coef * frac
 
     def update(self) -> dict[str, Any]:
-        """Several epochs of clipped-ratio minibatch updates on the buffer, then clear it.
-
+        """Learn from the rollout in the buffer, then clear it:
+        1. V(s) and V(s') of every stored step, in one batch;
+        2. advantages and return targets (`RolloutBuffer.compute_returns`);
+        3. `update_epochs` passes of shuffled minibatches, one gradient step each
+           (importance ratio, clip, entropy, critic loss: `_minibatch_step`);
+        4. how far the policy moved (approx KL, clip fraction), for the logs.
         Returns per-minibatch losses (for the tutorial's VisualDL tags) and diagnostics."""
         a, buf = self.args, self.buffer
         n = buf.size * buf.obs.shape[1]
@@ -1059,8 +1063,11 @@ class Run:
         for tag, value in finals.items():
             self.writer.add_scalar(tag, float(value), self.global_step)
         skip = {"logdir", "param_dir", "quiet", "plots", "save_every", "keep_snapshots"}
+        first = ["seed", "preset", "actor_lr", "critic_lr", "ent_coef", "hidden_sizes", "total_timesteps"]
+        settings = dataclasses.asdict(self.args)  # the panel's columns: what runs differ in first
         hparams = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)
-                   for k, v in dataclasses.asdict(self.args).items() if k not in skip and v is not None}
+                   for k, v in sorted(settings.items(), key=lambda kv: kv[0] not in first or first.index(kv[0]))
+                   if k not in skip and v is not None}
         self.writer.add_hparams(hparams, list(finals))
 
     # -- checkpoints --------------------------------------------------------------------
@@ -1354,7 +1361,7 @@ def policy_value_images(actor: Actor, critic: Critic, low: np.ndarray, high: np.
     """The policy and value maps as small RGB images for VisualDL's image tab, coloured in
     numpy (a matplotlib figure per evaluation would cost more than the evaluation)."""
     from matplotlib import colormaps, colors
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     action, value = policy_value_grid(actor, critic, low, high, shape=(48, 64))
     span = float(value.max() - value.min()) or 1.0
@@ -1368,7 +1375,8 @@ def policy_value_images(actor: Actor, critic: Critic, low: np.ndarray, high: np.
         pixels = np.repeat(np.repeat((rgba[::-1, :, :3] * 255).astype(np.uint8), 5, 0), 5, 1)  # velocity up
         image = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + 40), "white")
         image.paste(Image.fromarray(pixels))
-        ImageDraw.Draw(image).text((6, pixels.shape[0] + 4), f"x: position, y: velocity\n{text}", fill="black")
+        ImageDraw.Draw(image).text((6, pixels.shape[0] + 3), f"x: position, y: velocity\n{text}", fill="black",
+                                   font=ImageFont.load_default(size=15))
         images[tag] = np.asarray(image)
     return images
 
