@@ -101,9 +101,13 @@ def main() -> None:
           f"{median([r['final_mean'] for r in rows]):.1f} | {solved}/{len(rows)} >= -110 |")
     print(f"worst final mean: {min(r['final_mean'] for r in rows):.1f}")
     phases = [p for p in PHASES if all(p in r["time_split"] for r in rows)]
-    print("\nwhere the seconds go (median over seeds):\n| " + " | ".join(phases) + " |\n|"
-          + "---:|" * len(phases) + "\n| " + " | ".join(
-              f"{statistics.median(r['time_split'][p] for r in rows):.2f}" for p in phases) + " |")
+    print("\nwhere the seconds of each process go:\n| seed | " + " | ".join(phases) + " | total |\n|---:|"
+          + "---:|" * (len(phases) + 1))
+    for r in rows:
+        print(f"| {r['seed']} | " + " | ".join(f"{r['time_split'][p]:.2f}" for p in phases)
+              + f" | {r['process_seconds']:.2f} |")
+    print("| median | " + " | ".join(f"{statistics.median(r['time_split'][p] for r in rows):.2f}" for p in phases)
+          + f" | {statistics.median(r['process_seconds'] for r in rows):.2f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
