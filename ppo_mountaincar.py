@@ -314,6 +314,18 @@ def clipped_surrogate(logp: paddle.Tensor, old_logp: paddle.Tensor, adv: paddle.
 
 
 @paddle.no_grad()
+@paddle.no_grad()
+def clip_grad_global_norm(params: list[paddle.Tensor], max_norm: float) -> None:
+    """Scale all gradients by one factor so that their global L2 norm is at most `max_norm`,
+    as other PPO implementations do (the tutorial's nn.ClipGradByNorm clipped each tensor on
+    its own). Written out, it is also cheaper than nn.ClipGradByGlobalNorm here."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = paddle.sqrt(paddle.add_n([(g * g).sum() for g in grads]))
+    scale = max_norm / paddle.maximum(norm, paddle.full_like(norm, max_norm))
+    for g in grads:
+        g.multiply_(scale)
+
+
 def sample_actions(logp: np.ndarray, rng: np.random.Generator | None = None,
                    greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """An action for each row of log-probabilities log pi(.|s), and its log-probability.
@@ -338,12 +350,11 @@ class PPO:
         # One Adam for both networks: one step per minibatch, as Paddle's per-call overhead
         # is a large part of an update's time. Parameter groups (slower still) only when the critic
         # has a learning rate of its own; a group's rate is a factor on the actor's.
-        params = self.actor_net.parameters() + self.critic_net.parameters()
-        if args.critic_lr != args.actor_lr:
-            params = [{"params": self.actor_net.parameters()},
-                      {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
-        self.optimizer = paddle.optimizer.Adam(
-            args.actor_lr, parameters=params, grad_clip=nn.ClipGradByGlobalNorm(args.max_grad_norm))
+        self.params = self.actor_net.parameters() + self.critic_net.parameters()
+        groups = self.params if args.critic_lr == args.actor_lr else [
+            {"params": self.actor_net.parameters()},
+            {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
+        self.optimizer = paddle.optimizer.Adam(args.actor_lr, parameters=groups, use_multi_tensor=True)
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
         self.acting_actor = NumpyActor(self.actor_net)  # a copy for acting, refreshed after each update
         self.rng = np.random.default_rng(args.seed)
@@ -392,12 +403,11 @@ class PPO:
             tensors = [self.obs_norm(paddle.to_tensor(raw_obs))] + [paddle.to_tensor(x.reshape(n)) for x in (
                 buf.actions[:buf.size], buf.logprobs[:buf.size], adv, ret)]
         logs, epochs = [], 0
+        sizes = [min(a.batch_size, n - start) for start in range(0, n, a.batch_size)]
         for epochs in range(1, a.update_epochs + 1):
-            perm = paddle.to_tensor(self.rng.permutation(n))
-            obs, act_, old_logp, b_adv, b_ret = (paddle.gather(t, perm) for t in tensors)
-            for start in range(0, n, a.batch_size):
-                mb = slice(start, start + a.batch_size)
-                logs.append(self._minibatch_step(obs[mb], act_[mb], old_logp[mb], b_adv[mb], b_ret[mb]))
+            perm = paddle.to_tensor(self.rng.permutation(n))  # a new shuffle, cut into minibatches
+            for minibatch in zip(*(paddle.split(paddle.gather(t, perm), sizes) for t in tensors)):
+                logs.append(self._minibatch_step(*minibatch))
             if a.target_kl is not None and self._policy_shift(*tensors[:3])[0] > a.target_kl:
                 break
         approx_kl, clip_fraction, entropy = self._policy_shift(*tensors[:3])
@@ -423,6 +433,7 @@ class PPO:
         actor_loss = action_loss - self.ent_coef * entropy_of(logp_all) if self.ent_coef else action_loss
         # The networks share no weights: the sum's gradient is each loss's own gradient.
         (actor_loss + value_loss).backward()
+        clip_grad_global_norm(self.params, a.max_grad_norm)
         self.optimizer.step()
         self.optimizer.clear_grad()
         self.training_step += 1

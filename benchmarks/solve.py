@@ -48,7 +48,8 @@ def one_seed(seed: int, code: Path, train_flags: list[str], out: str) -> dict:
     final = pm.evaluate(pm.load_policy(summary["actor_path"]), args.env_id, 100, pm.HOLDOUT_SEED)
     return dict(seed=seed, steps_to_solve=first and first["global_step"],
                 seconds_to_solve=first and started - T0 + first["seconds"], train_steps=summary["global_step"],
-                process_seconds=ended - T0, best_eval=summary["best_eval"].get("mean_return"),
+                process_seconds=ended - T0,
+                best_eval=summary["best_eval"]["mean_return"] if summary["eval_history"] else None,
                 final_mean=final["mean_return"], final_success=final["success_rate"], time_split=split,
                 eval_history=[(h["global_step"], round(h["mean_return"], 1)) for h in summary["eval_history"]])
 
