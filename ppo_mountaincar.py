@@ -870,7 +870,7 @@ def validate(args: Args) -> None:
         (args.actor_lr > 0 and args.critic_lr > 0, "learning rates must be positive"),
         (args.max_grad_norm > 0, "--max-grad-norm must be positive"),
         (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
-        (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,
+        (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,  # 8: any small obs/action size
          f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
         (args.max_episode_steps is None or args.max_episode_steps >= 0, "--max-episode-steps must be >= 0"),
         (args.eval_every >= 0 and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
@@ -1203,6 +1203,8 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str = "Mountain
     """Run `episodes` episodes of the standard env (its own time limit), all at once, with
     seeds seed, seed+1, ...; success = the episode reached a terminal state before the time
     limit (for MountainCar: the flag)."""
+    if not 0 < episodes <= MAX_EVAL_EPISODES:  # one env each, all at once
+        raise UsageError(f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
     envs = make_vec_env(env_id, episodes, fast=fast)
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
@@ -1241,6 +1243,9 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
            seed: int = HOLDOUT_SEED, greedy: bool = True, env_id: str | None = None) -> list[dict[str, Any]]:
     """Play `episodes` episodes of the standard env with a saved actor: in a window
     (`render="human"`) or into an animated GIF with step and return drawn on each frame."""
+    if not 0 < episodes <= (MAX_GIF_EPISODES if render == "gif" else MAX_EVAL_EPISODES):
+        raise UsageError(f"--episodes must be in 1..{MAX_GIF_EPISODES} for a GIF (or --render human)"
+                         if render == "gif" else f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
     actor = load_actor(path)
     env_id = env_for(actor, env_id)
     policy = make_policy(actor, greedy, seed)
@@ -1535,10 +1540,6 @@ def main(argv: list[str] | None = None) -> int:
             for path in plot_run(run, ns.param, ns.out):
                 print(path)
             return 0
-        limit = MAX_GIF_EPISODES if ns.command == "replay" and ns.render == "gif" else MAX_EVAL_EPISODES
-        if not 0 < ns.episodes <= limit:
-            raise UsageError(f"--episodes must be in 1..{limit:,}" + (" for a GIF (or --render human)"
-                             if limit == MAX_GIF_EPISODES else ""))
         if ns.command == "eval":
             actor = load_actor(ns.path)
             env_id = env_for(actor, ns.env_id)

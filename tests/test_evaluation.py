@@ -153,3 +153,12 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_absurd_episode_counts_are_refused_from_python_too(tmp_path):
+    # a notebook calls the functions directly, past the command line's checks
+    with pytest.raises(pm.UsageError, match="for a GIF"):
+        pm.replay(PRETRAINED, episodes=1000, out=tmp_path / "r.gif")
+    with pytest.raises(pm.UsageError, match="--episodes must be in"):
+        pm.evaluate(pm.load_policy(PRETRAINED), "MountainCar-v0", episodes=10**9)
+    assert not (tmp_path / "r.gif").exists()
