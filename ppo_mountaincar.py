@@ -529,7 +529,7 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 # THE ALGORITHM ENDS HERE.
 # Above: PPO (configuration, networks, buffer, bonus, agent, training loop).
 # Below: what serves it, none of which a reader needs to follow the algorithm:
-#   7. the environments (a numpy-batched MountainCar), 8. .param files (safe loading,
+#   7. fast paths (acting in numpy, a numpy-batched MountainCar), 8. .param files (safe loading,
 #   atomic writing), 9. run bookkeeping (VisualDL, progress, checkpoints and resume,
 #   Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. command line.
 # =======================================================================================
@@ -636,15 +636,19 @@ class MountainCarVecEnv(gym.vector.VectorEnv):
         self._reset_cars(np.arange(self.num_envs))
         return self._obs(), {}
 
+    @classmethod
+    def dynamics(cls, pos: np.ndarray, vel: np.ndarray, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One step of the physics for arrays of cars: new position, velocity, and whether
+        the car reached the flag. Same operations in the same order as MountainCarEnv.step."""
+        vel = vel + ((np.asarray(actions) - 1) * cls.FORCE + np.cos(3 * pos) * (-cls.GRAVITY))
+        vel = np.clip(vel, -cls.MAX_SPEED, cls.MAX_SPEED)
+        pos = np.clip(pos + vel, cls.MIN_POS, cls.MAX_POS)
+        vel = np.where((pos == cls.MIN_POS) & (vel < 0), 0.0, vel)
+        return pos, vel, (pos >= cls.GOAL_POS) & (vel >= 0)
+
     def step(self, actions: np.ndarray):
-        # Same operations in the same order as MountainCarEnv.step, in float64.
-        vel = self.vel + ((np.asarray(actions) - 1) * self.FORCE + np.cos(3 * self.pos) * (-self.GRAVITY))
-        vel = np.clip(vel, -self.MAX_SPEED, self.MAX_SPEED)
-        pos = np.clip(self.pos + vel, self.MIN_POS, self.MAX_POS)
-        vel[(pos == self.MIN_POS) & (vel < 0)] = 0.0
-        self.pos, self.vel = pos, vel
+        self.pos, self.vel, terminated = self.dynamics(self.pos, self.vel, actions)
         self.elapsed += 1
-        terminated = (pos >= self.GOAL_POS) & (vel >= 0)
         truncated = self.elapsed >= self.max_episode_steps if self.max_episode_steps else \
             np.zeros(self.num_envs, bool)
         done = terminated | truncated
@@ -1050,14 +1054,15 @@ class Run:
             actor_path = self.agent.save_param(self.net_dir)
         checkpoint = self.save_checkpoint()
         seconds = time.perf_counter() - self.start
-        if not self.stop_signal:
-            self.log_hparams(seconds)
-        self.writer.close()
         if self.stop_signal:
+            self.writer.close()
             print(f"{signal.Signals(self.stop_signal).name}: stopped at step {self.global_step}; checkpoint saved "
                   f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}", file=sys.stderr)
-        elif self.args.plots:
-            plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
+        else:
+            self.log_hparams(seconds)
+            self.writer.close()
+            if self.args.plots:
+                plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
         self.clock["final_files"] = time.perf_counter() - started
         return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
                     global_step=self.global_step, episodes=self.episode, updates=self.updates,

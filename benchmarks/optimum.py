@@ -23,14 +23,6 @@ import ppo_mountaincar as pm  # noqa: E402
 MC = pm.MountainCarVecEnv
 
 
-def car_step(pos: np.ndarray, vel: np.ndarray, action: int):
-    """MountainCar's dynamics (the same operations as MountainCarVecEnv.step), in float64."""
-    vel = np.clip(vel + (action - 1) * MC.FORCE + np.cos(3 * pos) * (-MC.GRAVITY), -MC.MAX_SPEED, MC.MAX_SPEED)
-    pos = np.clip(pos + vel, MC.MIN_POS, MC.MAX_POS)
-    vel = np.where((pos == MC.MIN_POS) & (vel < 0), 0.0, vel)
-    return pos, vel, (pos >= MC.GOAL_POS) & (vel >= 0)
-
-
 class Optimum:
     """Steps-to-go T(s) by value iteration: T(s) = 1 + min_a T(s'), with T = 0 past the flag."""
 
@@ -38,7 +30,7 @@ class Optimum:
         self.n = n
         pos, vel = np.meshgrid(np.linspace(MC.MIN_POS, MC.MAX_POS, n),
                                np.linspace(-MC.MAX_SPEED, MC.MAX_SPEED, n), indexing="ij")
-        successors = [car_step(pos, vel, a) for a in range(3)]
+        successors = [MC.dynamics(pos, vel, a) for a in range(3)]
         self.T = np.zeros((n, n))
         for _ in range(1000):
             new = np.min([1 + np.where(end, 0.0, self.value(p, v)) for p, v, end in successors], axis=0)
@@ -58,7 +50,7 @@ class Optimum:
     def policy(self, obs: np.ndarray) -> np.ndarray:
         """The action that leads to the state with the fewest steps to go."""
         pos, vel = obs[:, 0].astype(np.float64), obs[:, 1].astype(np.float64)
-        to_go = [np.where(end, 0.0, self.value(p, v)) for p, v, end in (car_step(pos, vel, a) for a in range(3))]
+        to_go = [np.where(end, 0.0, self.value(p, v)) for p, v, end in (MC.dynamics(pos, vel, a) for a in range(3))]
         return np.argmin(to_go, axis=0)
 
 

@@ -64,3 +64,8 @@ def test_absurd_sizes_are_refused_at_once_and_touch_nothing(argv, words, tmp_pat
     assert time.perf_counter() - start < 60
     assert (net / "actor_net.param").read_bytes() == b"precious"
     assert sorted(os.listdir(tmp_path)) == ["param"]
+
+
+def test_the_preset_flag_offers_exactly_the_presets():
+    [preset] = [f for f in pm.dataclasses.fields(pm.Args) if f.name == "preset"]
+    assert set(preset.metadata["choices"]) == set(pm.PRESETS)
