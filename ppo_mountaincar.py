@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import shutil
@@ -571,15 +573,31 @@ class UsageError(Exception):
     """A mistake in how the program was called: reported as one line, exit code 2."""
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+# Gymnasium imports the module named before a ':' in an env id ("mymod:MyEnv-v0"). An id read
+# from a file (or typed by mistake) must never run code: only ids the user allowed by name do.
+TRUSTED_ENV_MODULES: set[str] = set()
+
+
+def allow_env_module(env_id: str) -> None:
+    """Let `make_env` import the module that `env_id` names ("module:EnvName-v0"); the
+    command line's --allow-env-module calls this for its --env-id."""
+    TRUSTED_ENV_MODULES.add(env_id)
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
     """One Gymnasium env; `max_episode_steps=0` removes the time limit."""
+    if not isinstance(env_id, str) or not env_id:
+        raise UsageError("an env id must be a name, e.g. MountainCar-v0")
+    if ":" in env_id and env_id not in TRUSTED_ENV_MODULES:
+        raise UsageError(f"env id '{env_id[:80]}' would import the module '{env_id.split(':')[0][:40]}'; "
+                         "if you trust it, pass it as --env-id with --allow-env-module")
     try:
         if max_episode_steps == 0:
-            return gym.make(env_id).unwrapped
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
-    except gym.error.Error as e:
-        raise UsageError(f"cannot make env '{env_id}' ({e}); try MountainCar-v0, "
-                         "CartPole-v1 or Acrobot-v1") from None
+            return gym.make(env_id, **kwargs).unwrapped
+        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+    except Exception as e:  # noqa: BLE001 - unknown ids, missing modules, an env's own errors
+        raise UsageError(f"cannot make env '{env_id[:80]}' ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                         "try MountainCar-v0, CartPole-v1 or Acrobot-v1") from None
 
 
 def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None,
@@ -664,8 +682,10 @@ class MountainCarVecEnv(gym.vector.VectorEnv):
 # ---------------------------------------------------------------------------------------
 # A .param file is what paddle.save writes for a state dict (a pickle of numpy arrays),
 # plus a "meta" entry saying how to rebuild the network, so that an actor file alone is
-# enough to replay a policy. `paddle.load(path)` still reads it.
-PARAM_FORMAT = 1
+# enough to replay a policy, and a checksum of everything else in the file. `paddle.load(path)`
+# still reads it; this program reads it with `load_state`, which runs nothing from the file.
+PARAM_FORMAT = 2  # 2: with a checksum; files of format 1 (no checksum) still load
+MAX_OBS_DIM, MAX_ACTIONS, MAX_LAYERS = 4096, 4096, 8  # what a file may describe
 
 
 def network_meta(actor: Actor, args: Args) -> dict[str, Any]:
@@ -700,62 +720,171 @@ def numpy_state(layer: nn.Layer) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in layer.state_dict().items()}
 
 
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a file's content in a canonical order: containers, scalars, and arrays
+    by dtype, shape and bytes. A flipped byte anywhere changes it."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, dict):
+            h.update(b"{%d" % len(x))
+            for k in sorted(x, key=repr):
+                feed(k)
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[%d" % len(x))
+            for v in x:
+                feed(v)
+        elif isinstance(x, np.ndarray):
+            h.update(f"a{x.dtype.str}{x.shape}".encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        else:
+            h.update(f"{type(x).__name__}:{x!r};".encode())
+    feed(obj)
+    return h.hexdigest()
+
+
+def sealed(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with its checksum added: in its meta entry (networks) or at the top (checkpoints)."""
+    if "meta" in state:
+        return {**state, "meta": {**state["meta"], "checksum": content_digest(state)}}
+    return {**state, "checksum": content_digest(state)}
+
+
 def save_state(layer: nn.Layer, path: Path, meta: dict[str, Any]) -> Path:
     """Write a layer's state dict and its `meta` entry to a .param file, atomically."""
-    atomic_write(path, lambda tmp: paddle.save({**numpy_state(layer), "meta": meta}, tmp))
+    atomic_write(path, lambda tmp: paddle.save(sealed({**numpy_state(layer), "meta": meta}), tmp))
     return path
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Admits numpy arrays and plain containers only: `paddle.load` would unpickle any
-    object, so a crafted .param file could run code on the machine that loads it. An
-    array may not claim more bytes than the file holds (a crafted shape would otherwise
-    ask for terabytes)."""
+class Damaged(Exception):
+    """A file that is not what a .param file holds; the message says what is wrong."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar")}
 
-    def __init__(self, data: bytes):
-        super().__init__(io.BytesIO(data))
-        self.max_bytes = len(data)
+class _Refused(Damaged):
+    """A file that asks to run code or build objects a .param file never holds."""
+
+
+# Unpickling a file from anyone: nothing numpy or Python would construct from the file is
+# constructed. The only globals a .param file names are numpy's array and dtype rebuilders;
+# they are answered by the stubs below, and the arrays are then made by `_ArrayStub` from
+# the raw bytes after checking dtype, shape and byte count against each other.
+SAFE_DTYPES = ("f4", "f8", "i4", "i8")  # numpy's names for what this project writes
+
+
+class _DtypeStub:
+    def __init__(self, name: Any, align: Any = False, copy: Any = True):
+        if name not in SAFE_DTYPES:  # no object, string, bool or complex arrays
+            raise _Refused(f"arrays of type {str(name)[:20]!r}")
+        self.dtype = np.dtype(name)
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", "|", "="):
+            raise Damaged("an array has an unknown byte order")
+
+
+class _ArrayStub:
+    MAX_DIMS = 4
+
+    def __init__(self, *args: Any):
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        _version, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, _DtypeStub) or not hasattr(dtype, "dtype"):
+            raise Damaged("an array has no valid dtype")
+        if not (isinstance(shape, tuple) and len(shape) <= self.MAX_DIMS and
+                all(type(n) is int and 0 <= n < 2**40 for n in shape)):
+            raise Damaged("an array has an invalid shape")
+        if not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.dtype.itemsize:
+            raise Damaged("an array's data does not match its shape")
+        self.array = np.frombuffer(raw, dtype.dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _reconstruct_stub(cls: Any, shape: Any, typecode: Any) -> _ArrayStub:
+    if cls is not _NDARRAY:
+        raise _Refused("an array of an unknown class")
+    return _ArrayStub()
+
+
+_NDARRAY = object()  # stands for numpy.ndarray, which may only be passed to _reconstruct
+
+
+class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict
+    """Admits plain containers, strings, numbers and numpy arrays of `SAFE_DTYPES` only."""
+
+    GLOBALS = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _DtypeStub,
+               ("numpy._core.multiarray", "_reconstruct"): _reconstruct_stub,
+               ("numpy.core.multiarray", "_reconstruct"): _reconstruct_stub,
+               ("collections", "OrderedDict"): dict}
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        found = super().find_class(module, name)
-        if name != "_reconstruct":
-            return found
+        if (module, name) not in self.GLOBALS:
+            raise _Refused(f"{module}.{name}"[:80])
+        return self.GLOBALS[module, name]
 
-        def reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
-            if np.prod(shape, dtype=float) * np.dtype(dtype).itemsize > self.max_bytes:
-                raise pickle.UnpicklingError("an array claims more bytes than the file holds")
-            return found(cls, shape, dtype)
-        return reconstruct
+    def persistent_load(self, pid: Any) -> Any:
+        raise _Refused("a persistent reference")
+
+
+def _plain(obj: Any, budget: list[int], depth: int = 0) -> Any:
+    """The unpickled object with arrays in place of their stubs, checked to be plain data:
+    dicts with str/int keys, lists, tuples, str, int, float, bool, None. Bounded in depth
+    and in visits (a crafted file can share one list many times over, or with itself)."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 32:
+        raise Damaged("it nests or repeats its content more than a .param file does")
+    if isinstance(obj, _ArrayStub):
+        if obj.array is None:
+            raise Damaged("an array has no data")
+        return obj.array
+    if type(obj) is dict:
+        if not all(type(k) in (str, int) for k in obj):
+            raise Damaged("a dictionary has keys that are not names")
+        return {k: _plain(v, budget, depth + 1) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_plain(v, budget, depth + 1) for v in obj)
+    if obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    raise _Refused(f"an object of type {type(obj).__name__}")
+
+
+MAX_PARAM_BYTES = 2**31  # 2 GiB: far above any network or checkpoint this project writes
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a .param file without executing anything from it."""
+    """Read a .param file without executing anything from it, and check its checksum."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no such file: {path}; pass the path of a saved .param file")
+    damaged = (f"{path} is damaged or not a .param file ({{}}); use another copy, "
+               "e.g. actor_net_best.param or a numbered snapshot")
     try:
-        state = _SafeUnpickler(path.read_bytes()).load()
-    except pickle.UnpicklingError as e:
-        if "refusing" in str(e):
-            raise UsageError(f"{path} contains code or objects a .param file never holds "
-                             f"({e}); it was not loaded") from None
-        raise UsageError(f"{path} is damaged or not a .param file ({e}); use another copy, "
-                         "e.g. actor_net_best.param or a numbered snapshot") from None
-    except MemoryError:
-        raise UsageError(f"{path} is damaged or crafted: it claims more data than memory holds; "
+        if path.stat().st_size > MAX_PARAM_BYTES:
+            raise Damaged("larger than any .param file")
+        data = path.read_bytes()
+        if not data:
+            raise Damaged("empty")
+        state = _plain(_SafeUnpickler(io.BytesIO(data)).load(), [2_000_000])
+    except _Refused as e:
+        raise UsageError(f"{path} contains code or objects a .param file never holds ({e}); "
                          "it was not loaded") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as e:
-        raise UsageError(f"{path} is empty, truncated or not a .param file ({type(e).__name__}); "
-                         "use another copy, e.g. actor_net_best.param or a numbered snapshot") from None
+    except Damaged as e:
+        raise UsageError(damaged.format(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path} ({e.strerror})") from None
+    except (Exception, RecursionError) as e:  # whatever else a damaged pickle trips on
+        raise UsageError(damaged.format(f"unreadable: {type(e).__name__}")) from None
     if not isinstance(state, dict):
         raise UsageError(f"{path} is not a .param state dict; pass a file this project saved")
     state.pop("StructuredToParameterName@@", None)
+    meta = state.get("meta")
+    holder = meta if isinstance(meta, dict) else state
+    saved = holder.pop("checksum", None)
+    if saved is None and holder.get("format", 1) != 1:
+        raise UsageError(damaged.format("its checksum is missing"))
+    if saved is not None and saved != content_digest(state):
+        raise UsageError(damaged.format("its checksum does not match its content"))
     return state
 
 
@@ -775,26 +904,47 @@ def _load_net(path: str | Path, role: str) -> nn.Layer:
     if meta is None and tutorial_meta(state, role) is not None:
         meta, state = tutorial_meta(state, role), tutorial_to_ours(state)
         print(f"note: read {path} as a file of the original tutorial ({meta['hidden_sizes'][0]} ReLU "
-              "units, no observation normalisation)", file=sys.stderr)
+              "units, no observation normalisation; such files carry no checksum, so damage to them "
+              "cannot be detected)", file=sys.stderr)
     if not isinstance(meta, dict) or meta.get("role") != role:
         other = isinstance(meta, dict) and meta.get("role") in ("actor", "critic")
         hint = f" (it is {'an' if meta['role'] == 'actor' else 'a'} {meta['role']} file: pass the " \
                f"{role}_net*.param beside it)" if other else ""
         raise UsageError(f"{path} is not {'an' if role == 'actor' else 'a'} {role} .param file of this project{hint}")
-    try:
-        obs_norm = ObsNorm(meta["obs_dim"], enabled=meta.get("norm_obs", False))
-        sizes, act_fn = tuple(meta["hidden_sizes"]), meta["activation"]
-        outputs = meta["n_actions"] if role == "actor" else 1
-        if network_weights([meta["obs_dim"], *sizes, outputs]) * 4 > Path(path).stat().st_size:  # float32
-            raise UsageError(f"{path} is damaged: it describes a network larger than the file")
-        net = Actor(meta["obs_dim"], meta["n_actions"], sizes, act_fn, obs_norm) if role == "actor" else \
-            Critic(meta["obs_dim"], sizes, act_fn, obs_norm)
-    except (KeyError, TypeError, ValueError, AssertionError):
-        raise UsageError(f"{path} is damaged: its network description is incomplete") from None
+    problem = check_network_meta(meta, role, Path(path).stat().st_size)
+    if problem:
+        raise UsageError(f"{path} is damaged: {problem}")
+    sizes, outputs = tuple(meta["hidden_sizes"]), meta["n_actions"] if role == "actor" else 1
+    obs_norm = ObsNorm(meta["obs_dim"], enabled=meta["norm_obs"])
+    net = Actor(meta["obs_dim"], outputs, sizes, meta["activation"], obs_norm) if role == "actor" else \
+        Critic(meta["obs_dim"], sizes, meta["activation"], obs_norm)
     load_weights(net, {**numpy_state(net), **state} if meta.get("tutorial") else state, str(path))
     net.eval()
-    net.meta = meta
+    net.meta = {**meta, "env_id": meta.get("env_id")}  # None: the file does not say
     return net
+
+
+def check_network_meta(meta: dict[str, Any], role: str, file_size: int) -> str | None:
+    """What is wrong with a network description read from a file (None: nothing), checked
+    before anything is allocated for it."""
+    def count(x: Any, top: int) -> bool:
+        return type(x) is int and 0 < x <= top
+    sizes = meta.get("hidden_sizes")
+    if not (isinstance(sizes, (list, tuple)) and 0 < len(sizes) <= MAX_LAYERS and
+            all(count(h, MAX_WEIGHTS) for h in sizes)):
+        return "its hidden sizes are not a short list of positive numbers"
+    if not count(meta.get("obs_dim"), MAX_OBS_DIM) or \
+            (role == "actor" and not count(meta.get("n_actions"), MAX_ACTIONS)):
+        return f"its observation or action size is not in 1..{MAX_OBS_DIM}"
+    if meta.get("activation") not in ("tanh", "relu") or type(meta.get("norm_obs")) is not bool:
+        return "its activation or normalisation setting is unknown"
+    env_id = meta.get("env_id")
+    if not (env_id is None or (isinstance(env_id, str) and 0 < len(env_id) <= 200)):
+        return "its env id is not a name"
+    outputs = meta["n_actions"] if role == "actor" else 1
+    if network_weights([meta["obs_dim"], *sizes, outputs]) * 4 > file_size:  # float32
+        return "it describes a network larger than the file"
+    return None
 
 
 # The tutorial saved `paddle.save(actor.state_dict())` of its own layers: fc1 -> ReLU ->
@@ -807,9 +957,11 @@ KNOWN_ENVS = {(2, 3): "MountainCar-v0", (4, 2): "CartPole-v1", (6, 3): "Acrobot-
 def tutorial_meta(state: dict[str, Any], role: str) -> dict[str, Any] | None:
     """The meta entry a tutorial file would have had, or None if `state` is not one."""
     first, last = TUTORIAL_LAYERS[role]
-    if set(state) != {f"{first}.weight", f"{first}.bias", f"{last}.weight", f"{last}.bias"}:
+    if set(state) != {f"{first}.weight", f"{first}.bias", f"{last}.weight", f"{last}.bias"} or \
+            not all(isinstance(state[f"{n}.weight"], np.ndarray) and state[f"{n}.weight"].ndim == 2
+                    for n in (first, last)):
         return None
-    (obs_dim, hidden), outputs = np.shape(state[f"{first}.weight"]), np.shape(state[f"{last}.weight"])[-1]
+    (obs_dim, hidden), outputs = state[f"{first}.weight"].shape, state[f"{last}.weight"].shape[1]
     n_actions = outputs if role == "actor" else None
     env_id = KNOWN_ENVS.get((obs_dim, n_actions)) if role == "actor" else None
     return dict(format=PARAM_FORMAT, env_id=env_id, obs_dim=obs_dim, n_actions=n_actions,
@@ -823,13 +975,17 @@ def tutorial_to_ours(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_weights(layer: nn.Layer, state: dict[str, Any], source: str) -> None:
-    """Copy arrays into `layer`, after checking that every name and shape matches."""
-    state = {k: v for k, v in state.items() if k != "StructuredToParameterName@@"}
-    expected = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
-    if {k: tuple(np.shape(v)) for k, v in state.items()} != expected:
+    """Copy arrays into `layer`, after checking every name, shape and dtype, and that
+    every value is finite."""
+    expected = {k: (tuple(v.shape), "float32") for k, v in layer.state_dict().items()}
+    given = {k: (v.shape, v.dtype.name) if isinstance(v, np.ndarray) else None
+             for k, v in state.items() if k != "StructuredToParameterName@@"}
+    if given != expected:
         raise UsageError(f"{source} is damaged or for another network: its weights do not "
                          "match the network it describes")
-    layer.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    if not all(np.isfinite(state[k]).all() for k in expected):
+        raise UsageError(f"{source} is damaged: it holds NaN or infinite weights")
+    layer.set_state_dict({k: paddle.to_tensor(state[k]) for k in expected})
 
 
 # ---------------------------------------------------------------------------------------
@@ -1104,7 +1260,7 @@ class Run:
             best=self.best, history=self.history, rng=agent.rng.bit_generator.state,
             bonus_counts=None if self.bonus is None else self.bonus.counts)
         path = self.net_dir / CHECKPOINT
-        atomic_write(path, lambda tmp: paddle.save(state, tmp))
+        atomic_write(path, lambda tmp: paddle.save(sealed(state), tmp))
         return path
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -1173,10 +1329,32 @@ def ensure_writable(folder: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint (safely, like every .param file)."""
+    """Read a training checkpoint (safely, like every .param file) and check that it holds
+    everything `train` restores, of the right kinds, before anything is built from it."""
     state = load_state(path)
     if state.get("kind") != "checkpoint":
         raise UsageError(f"{path} is not a training checkpoint; pass param/net_param/{CHECKPOINT}")
+    kinds = dict(config=dict, run_name=str, actor=dict, critic=dict, optimizer=dict, counters=dict,
+                 best=dict, history=list, rng=dict)
+    wrong = next((k for k, kind in kinds.items() if not isinstance(state.get(k), kind)), None)
+    config = state.get("config", {})
+    if wrong is None and set(config) != {f.name for f in dataclasses.fields(Args)}:
+        wrong = "config (its settings are not this version's)"
+    counters = ("global_step", "episode", "updates", "training_step", "next_eval")
+    if wrong is None and not all(type(state["counters"].get(k)) is int and state["counters"][k] >= 0
+                                 for k in counters):
+        wrong = "counters"
+    if wrong is None:
+        try:
+            validate(Args(**{**config, "hidden_sizes": tuple(config["hidden_sizes"])}))
+            np.random.default_rng().bit_generator.state = state["rng"]
+        except UsageError as e:
+            wrong = f"config ({e})"
+        except Exception:  # noqa: BLE001 - wrong types inside the config or the RNG state
+            wrong = "config or RNG state"
+    if wrong is not None:
+        raise UsageError(f"{path} is damaged or from another version (its {wrong}); start a new run "
+                         "or resume another checkpoint")
     return state
 
 
@@ -1258,7 +1436,7 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
         raise UsageError("--render human needs a display; leave it out to write a GIF instead")
     if render == "gif":
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen frames need no display
-    env = gym.make(env_id, render_mode="human" if render == "human" else "rgb_array")
+    env = make_env(env_id, render_mode="human" if render == "human" else "rgb_array")
     frames, results = [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
@@ -1485,6 +1663,9 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--" + f.name.replace("_", "-"), **kw)
     tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
                     f"(param/net_param/{CHECKPOINT}); its config is reused")
+    trust = dict(action="store_true", help="let --env-id name a module to import, as in "
+                 "mymodule:MyEnv-v0 (Gymnasium imports it: only for code you trust)")
+    tp.add_argument("--allow-env-module", **trust)
 
     def policy_command(name: str, help: str, episodes: int) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -1494,6 +1675,7 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(+1 for each next) [{HOLDOUT_SEED}: seeds no training run selects on]")
         p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the argmax")
         p.add_argument("--env-id", default=None, help="env to run (default: the one in the file)")
+        p.add_argument("--allow-env-module", **trust)
         return p
 
     ep = policy_command("eval", "Evaluate a saved actor on the standard env (its own time limit).", 100)
@@ -1538,6 +1720,8 @@ def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 for a usage error)."""
     try:
         ns = parse_command_line(sys.argv[1:] if argv is None else argv)
+        if getattr(ns, "allow_env_module", False) and ns.env_id:
+            allow_env_module(ns.env_id)  # only an id typed on this command line, never one from a file
         if ns.command == "train":
             return _train_command(ns)
         if ns.command == "plot":
