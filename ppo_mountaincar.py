@@ -1,8 +1,13 @@
 """PPO on MountainCar-v0 in PaddlePaddle, in one file.
 
-A modern rebuild of a well-known Chinese PPO tutorial: the same `Actor`, `Critic` and
-`PPO` (with `select_action`, `get_value`, `store_transition`, `update`, `save_param`),
-running on Gymnasium and PaddlePaddle 3, with the tutorial's bugs fixed.
+A modern rebuild of a well-known Chinese PaddlePaddle tutorial, "PPO on MountainCar-v0"
+(one Actor, one Critic, Monte-Carlo returns, VisualDL logs in ./exp, .param files in
+./param): the same `Actor`, `Critic` and `PPO` (with `select_action`, `get_value`,
+`store_transition`, `update`, `save_param`), on Gymnasium and PaddlePaddle 3, with the
+tutorial's bugs fixed. The algorithm: Schulman et al., "Proximal Policy Optimization
+Algorithms" (https://arxiv.org/abs/1707.06347); the advantages: Schulman et al.,
+"High-Dimensional Continuous Control Using Generalized Advantage Estimation"
+(https://arxiv.org/abs/1506.02438).
 
     python ppo_mountaincar.py                      # train the default preset
     python ppo_mountaincar.py --preset tutorial    # the article's algorithm, bugs fixed
@@ -12,9 +17,9 @@ running on Gymnasium and PaddlePaddle 3, with the tutorial's bugs fixed.
 How to read it: from the top down to the line "THE ALGORITHM ENDS HERE" is PPO itself,
 in the order it happens: 1. configuration, 2. the networks, 3. the rollout buffer with
 returns and advantages, 4. the exploration bonus, 5. the PPO agent and its clipped
-update, 6. the training loop. Below that line is what serves it: the fast MountainCar,
-.param files, run bookkeeping (logs, checkpoints, Ctrl-C), evaluation and replay,
-figures and the command line.
+update, 6. the training loop. Below that line is what serves it: 7. fast paths (acting in
+numpy, a numpy MountainCar), 8. .param files, 9. run bookkeeping (logs, checkpoints,
+Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. the command line.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
 # The matrices here are small: BLAS threads would only contend (and spin) with Paddle's
 # thread and with a second run on the other core. Takes effect if numpy is not loaded yet.
@@ -144,6 +149,53 @@ def preset_args(name: str = "default", **overrides: Any) -> Args:
     return Args(**{**PRESETS[name], **overrides, "preset": name})
 
 
+class UsageError(Exception):
+    """A mistake in how the program was called: reported as one line, exit code 2."""
+
+
+# Sizes past which a setting is a typo, not a plan: they would exhaust memory or hang.
+MAX_ENVS = 65_536
+MAX_BUFFER = 2**24            # transitions in one rollout (num_envs x num_steps)
+MAX_WEIGHTS = 20_000_000      # per network
+MAX_EVAL_EPISODES = 100_000   # evaluated at once, one env each
+
+
+def network_weights(sizes: list[int]) -> int:
+    """Weights and biases of an MLP with these layer sizes."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def validate(args: Args) -> None:
+    """Reject settings that cannot work, with a sentence that says how to fix them."""
+    checks = [
+        (0 < args.total_timesteps <= 10**10, "--total-timesteps must be positive and at most 10^10"),
+        (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
+        (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
+        (args.num_envs <= MAX_ENVS, f"--num-envs must be at most {MAX_ENVS:,}, e.g. 16"),
+        (args.num_envs * args.num_steps <= MAX_BUFFER,
+         f"--num-envs x --num-steps must be at most {MAX_BUFFER:,} transitions, e.g. 16 x 128"),
+        (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
+        (0 <= args.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
+        (0 < args.clip < 1, "--clip must be in (0, 1), e.g. 0.2"),
+        (args.update_epochs > 0, "--update-epochs must be positive"),
+        (0 < args.batch_size <= args.num_envs * args.num_steps,
+         "--batch-size must be positive and at most --num-envs x --num-steps"),
+        (args.actor_lr > 0 and args.critic_lr > 0, "learning rates must be positive"),
+        (args.max_grad_norm > 0, "--max-grad-norm must be positive"),
+        (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
+        (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,  # 8: any small obs/action size
+         f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
+        (args.max_episode_steps is None or args.max_episode_steps >= 0, "--max-episode-steps must be >= 0"),
+        (args.eval_every >= 0 and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
+         f"--eval-every must be >= 0, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
+        (args.save_every >= 0 and args.keep_snapshots >= 0, "--save-every and --keep-snapshots must be >= 0"),
+        (args.explore_bonus >= 0 and args.explore_bins > 0, "--explore-bonus must be >= 0, --explore-bins > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
 # ---------------------------------------------------------------------------------------
 # 2. Networks
 # ---------------------------------------------------------------------------------------
@@ -197,8 +249,13 @@ class Actor(nn.Layer):
         self.net = mlp([obs_dim, *hidden_sizes, n_actions], activation)
 
     def logits(self, state: paddle.Tensor) -> paddle.Tensor:
-        """Unnormalised log-probabilities of the actions, [N, n_actions]."""
-        return self.net(self.obs_norm(state))
+        """Unnormalised log-probabilities of the actions for raw states, [N, n_actions]."""
+        return self.logits_of_normalised(self.obs_norm(state))
+
+    def logits_of_normalised(self, obs: paddle.Tensor) -> paddle.Tensor:
+        """The same for states already normalised: `PPO.update` normalises a rollout once
+        and calls this for every minibatch."""
+        return self.net(obs)
 
     def forward(self, state: paddle.Tensor) -> paddle.Tensor:
         return F.softmax(self.logits(state), axis=-1)
@@ -214,7 +271,11 @@ class Critic(nn.Layer):
         self.net = mlp([obs_dim, *hidden_sizes, 1], activation)
 
     def forward(self, state: paddle.Tensor) -> paddle.Tensor:
-        return self.net(self.obs_norm(state)).squeeze(-1)
+        return self.value_of_normalised(self.obs_norm(state))
+
+    def value_of_normalised(self, obs: paddle.Tensor) -> paddle.Tensor:
+        """V(s) for states already normalised (see `Actor.logits_of_normalised`)."""
+        return self.net(obs).squeeze(-1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,21 +308,28 @@ class RolloutBuffer:
         self.next_obs[t], self.terminated[t], self.dones[t] = next_obs, terminated, done
         self.size += 1
 
-    def compute_returns(self, values: np.ndarray, next_values: np.ndarray, gamma: float, lam: float):
-        """GAE(lambda) advantages and the returns the critic regresses on, given V(s_t) and
-        V(s_t+1) for every stored step ([size, num_envs]).
+    def compute_returns(self, values: np.ndarray, next_values: np.ndarray, gamma: float,
+                        gae_lambda: float) -> tuple[np.ndarray, np.ndarray]:
+        """GAE(lambda): the advantages A_t and the returns A_t + V(s_t) that the critic
+        regresses on, given V(s_t) and V(s_t+1) for every stored step ([size, num_envs]).
 
         delta_t = r_t + gamma * V(s_t+1) * (1 - terminated_t) - V(s_t), summed back with
-        weights (gamma * lam)^k until the episode ends. With lam=1 this is the tutorial's
-        Monte-Carlo return G_t, bootstrapped where an episode was cut, and advantage
-        G_t - V(s_t); unlike the tutorial's, the sum restarts at every episode boundary."""
-        n = self.size
-        deltas = self.rewards[:n] + gamma * next_values * (1.0 - self.terminated[:n]) - values
-        adv = np.zeros_like(deltas)
-        next_adv = np.zeros(deltas.shape[1], np.float32)
-        for t in reversed(range(n)):  # sequential in time, batched over envs
-            next_adv = adv[t] = deltas[t] + gamma * lam * (1.0 - self.dones[t]) * next_adv
-        return adv, adv + values
+        weights (gamma * lambda)^k until the episode ends. With lambda = 1 this is the
+        tutorial's Monte-Carlo return G_t (bootstrapped where an episode was cut) and its
+        advantage G_t - V(s_t)."""
+        steps = self.size
+        deltas = self.rewards[:steps] + gamma * next_values * (1.0 - self.terminated[:steps]) - values
+        advantages = np.zeros_like(deltas)
+        gae = np.zeros(deltas.shape[1], np.float32)  # the running sum, from the rollout's end back
+        for t in reversed(range(steps)):  # sequential in time, batched over envs
+            gae = advantages[t] = deltas[t] + gamma * gae_lambda * (1.0 - self.dones[t]) * gae
+        returns = advantages + values
+        return advantages, returns
+
+    def flat(self, name: str) -> np.ndarray:
+        """The stored steps of one field with time and envs merged: [size * num_envs, ...]."""
+        array = getattr(self, name)[:self.size]
+        return array.reshape(self.size * array.shape[1], *array.shape[2:])
 
     def clear(self) -> None:
         self.size = 0
@@ -298,32 +366,35 @@ class CountBonus:
 # ---------------------------------------------------------------------------------------
 # 5. The PPO agent
 # ---------------------------------------------------------------------------------------
-def gather_logprob(logits: paddle.Tensor, actions: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """log pi(a|s) for each row's action, in one batched gather (the tutorial looped
-    over rows in Python), plus the full log-probability table."""
-    logp_all = F.log_softmax(logits, axis=-1)
-    return paddle.take_along_axis(logp_all, actions.unsqueeze(-1), axis=-1).squeeze(-1), logp_all
+def log_prob_of(log_probs: paddle.Tensor, actions: paddle.Tensor) -> paddle.Tensor:
+    """log pi(a|s) of each row's action, picked from the table log pi(.|s) in one batched
+    gather (the tutorial looped over rows in Python)."""
+    return paddle.take_along_axis(log_probs, actions.unsqueeze(-1), axis=-1).squeeze(-1)
 
 
-def entropy_of(logp_all: paddle.Tensor) -> paddle.Tensor:
-    """Mean entropy of the rows' categorical distributions, from their log-probabilities."""
-    return -(paddle.exp(logp_all) * logp_all).sum(-1).mean()
+def entropy_of(log_probs: paddle.Tensor) -> paddle.Tensor:
+    """Mean entropy H of the rows' categorical distributions, from their log-probabilities."""
+    return -(paddle.exp(log_probs) * log_probs).sum(-1).mean()
 
 
-def clipped_surrogate(logp: paddle.Tensor, old_logp: paddle.Tensor, adv: paddle.Tensor,
+def clipped_surrogate(logp: paddle.Tensor, old_logp: paddle.Tensor, advantages: paddle.Tensor,
                       clip: float) -> paddle.Tensor:
-    """PPO-clip loss -E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi / pi_old.
+    """PPO's policy loss -L_clip = -E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi / pi_old.
     The ratio is formed in log space: pi/pi_old of two tiny probabilities is unstable."""
     ratio = paddle.exp(logp - old_logp)
-    return -paddle.minimum(ratio * adv, paddle.clip(ratio, 1.0 - clip, 1.0 + clip) * adv).mean()
+    return -paddle.minimum(ratio * advantages, paddle.clip(ratio, 1.0 - clip, 1.0 + clip) * advantages).mean()
 
 
-@paddle.no_grad()
+def normalised(x: paddle.Tensor) -> paddle.Tensor:
+    """x scaled to mean 0 and standard deviation 1 (advantages, per minibatch)."""
+    centred = x - x.mean()
+    return centred / (paddle.sqrt((centred * centred).mean()) + 1e-8)
+
+
 @paddle.no_grad()
 def clip_grad_global_norm(params: list[paddle.Tensor], max_norm: float) -> None:
-    """Scale all gradients by one factor so that their global L2 norm is at most `max_norm`,
-    as other PPO implementations do (the tutorial's nn.ClipGradByNorm clipped each tensor on
-    its own). Written out, it is also cheaper than nn.ClipGradByGlobalNorm here."""
+    """Scale all gradients by one factor so that their global L2 norm is at most `max_norm`
+    (what nn.ClipGradByGlobalNorm computes, written out because it is cheaper here)."""
     grads = [p.grad for p in params if p.grad is not None]
     norm = paddle.sqrt(paddle.add_n([(g * g).sum() for g in grads]))
     scale = max_norm / paddle.maximum(norm, paddle.full_like(norm, max_norm))
@@ -331,17 +402,33 @@ def clip_grad_global_norm(params: list[paddle.Tensor], max_norm: float) -> None:
         g.multiply_(scale)
 
 
-def sample_actions(logp: np.ndarray, rng: np.random.Generator | None = None,
+def sample_actions(log_probs: np.ndarray, rng: np.random.Generator | None = None,
                    greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """An action for each row of log-probabilities log pi(.|s), and its log-probability.
-    Samples from pi itself (the tutorial fed probabilities to Categorical, which takes
-    logits, so it sampled from softmax(pi) while storing pi as the behaviour probability)."""
+    """An action for each row of log pi(.|s), and its log-probability log pi(a|s).
+    Samples from pi itself, by inverse CDF with one uniform draw per row."""
     if greedy:
-        actions = logp.argmax(-1)
-    else:  # inverse-CDF sampling, one uniform draw per row
-        u = rng.random((len(logp), 1))
-        actions = np.minimum((u > np.cumsum(np.exp(logp), -1)).sum(-1), logp.shape[1] - 1)
-    return actions, np.take_along_axis(logp, actions[:, None], -1)[:, 0]
+        actions = log_probs.argmax(-1)
+    else:
+        u = rng.random((len(log_probs), 1))
+        actions = np.minimum((u > np.cumsum(np.exp(log_probs), -1)).sum(-1), log_probs.shape[1] - 1)
+    return actions, np.take_along_axis(log_probs, actions[:, None], -1)[:, 0]
+
+
+class Minibatch(NamedTuple):
+    """Samples of a rollout, as the update uses them."""
+
+    obs: paddle.Tensor         # states, normalised once per update
+    actions: paddle.Tensor     # a_t
+    old_logp: paddle.Tensor    # log pi_old(a_t|s_t), stored while acting
+    advantages: paddle.Tensor  # A_t (GAE)
+    returns: paddle.Tensor     # A_t + V_old(s_t): the critic's targets
+
+    def shuffled_into(self, sizes: list[int], rng: np.random.Generator) -> Iterator[Minibatch]:
+        """This batch in a new random order, cut into minibatches of `sizes` (one gather
+        and one split per field, cheaper than indexing every minibatch)."""
+        order = paddle.to_tensor(rng.permutation(len(self.actions)))
+        fields = [paddle.split(paddle.gather(t, order), sizes) for t in self]
+        return (Minibatch(*parts) for parts in zip(*fields))
 
 
 class PPO:
@@ -352,28 +439,30 @@ class PPO:
         self.obs_norm = ObsNorm(obs_dim, enabled=args.norm_obs)  # shared by both networks
         self.actor_net = Actor(obs_dim, n_actions, args.hidden_sizes, args.activation, self.obs_norm)
         self.critic_net = Critic(obs_dim, args.hidden_sizes, args.activation, self.obs_norm)
-        # One Adam for both networks: one step per minibatch, as Paddle's per-call overhead
-        # is a large part of an update's time. Parameter groups (slower still) only when the critic
-        # has a learning rate of its own; a group's rate is a factor on the actor's.
+        # One Adam for both networks, a parameter group only when the critic's learning rate
+        # differs (a group's rate is a factor on the actor's): one optimizer step per minibatch.
         self.params = self.actor_net.parameters() + self.critic_net.parameters()
         groups = self.params if args.critic_lr == args.actor_lr else [
             {"params": self.actor_net.parameters()},
             {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
         self.optimizer = paddle.optimizer.Adam(args.actor_lr, parameters=groups, use_multi_tensor=True)
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
-        self.acting_actor = NumpyActor(self.actor_net)  # a copy for acting, refreshed after each update
+        # An exact numpy copy of the actor for acting (section 7): a Paddle call per env step
+        # would cost more than the arithmetic. Refreshed after each update.
+        self.acting_actor = NumpyActor(self.actor_net)
         self.rng = np.random.default_rng(args.seed)
         self.ent_coef = args.ent_coef  # its value now (--anneal-ent decays it)
-        self.training_step = 0  # minibatch updates so far (the tutorial's counter)
+        self.gradient_steps = 0  # minibatch updates so far (the tutorial's training_step)
 
     # -- acting ---------------------------------------------------------------------
     def select_action(self, state: np.ndarray, greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Sample actions for a batch of states; returns (actions, log pi(a|s))."""
-        return sample_actions(self.acting_actor.log_probs(state), self.rng, greedy)
+        """Sample actions for a batch of raw states; returns (actions, log pi(a|s))."""
+        log_probs = self.acting_actor.log_probs(state)  # = log_softmax(actor_net.logits(state))
+        return sample_actions(log_probs, self.rng, greedy)
 
     @paddle.no_grad()
     def get_value(self, state: np.ndarray) -> np.ndarray:
-        """V(s) for a batch of states."""
+        """V(s) for a batch of raw states."""
         return self.critic_net(paddle.to_tensor(state, dtype="float32")).numpy()
 
     def store_transition(self, state, action, logprob, reward, next_state, terminated, done) -> None:
@@ -391,70 +480,77 @@ class PPO:
             self.ent_coef = self.args.ent_coef * frac
 
     def update(self) -> dict[str, Any]:
-        """Learn from the rollout in the buffer, then clear it:
-        1. V(s) and V(s') of every stored step, in one batch;
-        2. advantages and return targets (`RolloutBuffer.compute_returns`);
-        3. `update_epochs` passes of shuffled minibatches, one gradient step each
-           (importance ratio, clip, entropy, critic loss: `_minibatch_step`);
-        4. how far the policy moved (approx KL, clip fraction), for the logs.
-        Returns per-minibatch losses (for the tutorial's VisualDL tags) and diagnostics."""
-        a, buf = self.args, self.buffer
-        n = buf.size * buf.obs.shape[1]
-        raw_obs = buf.obs[:buf.size].reshape(n, -1)
-        values = self.get_value(np.concatenate([raw_obs, buf.next_obs[:buf.size].reshape(n, -1)]))
-        adv, ret = buf.compute_returns(values[:n].reshape(buf.size, -1), values[n:].reshape(buf.size, -1),
-                                       a.gamma, a.gae_lambda)
-        with paddle.no_grad():  # statistics are frozen during an update: normalise once
-            tensors = [self.obs_norm(paddle.to_tensor(raw_obs))] + [paddle.to_tensor(x.reshape(n)) for x in (
-                buf.actions[:buf.size], buf.logprobs[:buf.size], adv, ret)]
-        logs, epochs = [], 0
-        sizes = [min(a.batch_size, n - start) for start in range(0, n, a.batch_size)]
-        for epochs in range(1, a.update_epochs + 1):
-            perm = paddle.to_tensor(self.rng.permutation(n))  # a new shuffle, cut into minibatches
-            for minibatch in zip(*(paddle.split(paddle.gather(t, perm), sizes) for t in tensors)):
-                logs.append(self._minibatch_step(*minibatch))
-            if a.target_kl is not None and self._policy_shift(*tensors[:3])[0] > a.target_kl:
+        """Learn from the rollout in the buffer, then clear it. Returns the losses of every
+        minibatch (for the tutorial's VisualDL tags) and diagnostics of the whole update."""
+        args, buffer = self.args, self.buffer
+        obs, next_obs = buffer.flat("obs"), buffer.flat("next_obs")
+        # 1. V(s_t) and V(s_t+1) of every stored step, then advantages and return targets
+        values, next_values = self.values_of(obs, next_obs)
+        advantages, returns = buffer.compute_returns(values.reshape(buffer.size, -1),
+                                                     next_values.reshape(buffer.size, -1),
+                                                     args.gamma, args.gae_lambda)
+        # 2. The training batch. The observation statistics stay frozen during an update, so
+        # the batch is normalised once here and the networks' *_of_normalised methods take it.
+        with paddle.no_grad():
+            batch = Minibatch(self.obs_norm(paddle.to_tensor(obs)), *(paddle.to_tensor(x) for x in (
+                buffer.flat("actions"), buffer.flat("logprobs"), advantages.reshape(-1), returns.reshape(-1))))
+        # 3. Epochs of shuffled minibatches, one gradient step each
+        samples = len(batch.actions)
+        sizes = [min(args.batch_size, samples - start) for start in range(0, samples, args.batch_size)]
+        losses, epochs = [], 0
+        for epochs in range(1, args.update_epochs + 1):
+            for minibatch in batch.shuffled_into(sizes, self.rng):
+                losses.append(self._minibatch_step(minibatch))
+            if args.target_kl is not None and self.policy_shift(batch)["approx_kl"] > args.target_kl:
                 break
-        approx_kl, clip_fraction, entropy = self._policy_shift(*tensors[:3])
-        self.obs_norm.update(raw_obs)  # after the update, so pi_old and pi saw the same inputs
+        # 4. How far the policy moved, for the logs; then ready the next rollout
+        diagnostics = self.policy_shift(batch)
+        self.obs_norm.update(obs)  # after the update, so that pi_old and pi saw the same inputs
         self.acting_actor.refresh()
-        buf.clear()
-        table = paddle.stack(logs).numpy()
-        return dict(action_loss=table[:, 0], value_loss=table[:, 1], entropy=entropy,
-                    approx_kl=approx_kl, clip_fraction=clip_fraction, epochs=epochs,
-                    explained_variance=float(1 - np.var(adv) / (np.var(ret) + 1e-8)))  # adv = ret - V
+        buffer.clear()
+        policy_loss, value_loss = paddle.stack(losses).numpy().T
+        return dict(policy_loss=policy_loss, value_loss=value_loss, epochs=epochs, **diagnostics,
+                    explained_variance=float(1 - np.var(advantages) / (np.var(returns) + 1e-8)))
 
-    def _minibatch_step(self, obs, act, old_logp, adv, ret) -> paddle.Tensor:
-        """One gradient step on a minibatch of normalised observations."""
-        a = self.args
-        if a.norm_adv and adv.shape[0] > 1:
-            centred = adv - adv.mean()
-            adv = centred / (paddle.sqrt((centred * centred).mean()) + 1e-8)
-        logp, logp_all = gather_logprob(self.actor_net.net(obs), act)
-        action_loss = clipped_surrogate(logp, old_logp, adv, a.clip)
-        value = self.critic_net.net(obs).squeeze(-1)
-        assert value.shape == ret.shape  # [N] vs [N, 1] would broadcast to [N, N]
-        value_loss = F.mse_loss(value, ret)
-        actor_loss = action_loss - self.ent_coef * entropy_of(logp_all) if self.ent_coef else action_loss
-        # The networks share no weights: the sum's gradient is each loss's own gradient.
-        (actor_loss + value_loss).backward()
-        clip_grad_global_norm(self.params, a.max_grad_norm)
+    def _minibatch_step(self, minibatch: Minibatch) -> paddle.Tensor:
+        """One gradient step on Loss = -L_clip - c * H + L_V; returns [-L_clip, L_V]."""
+        args = self.args
+        advantages = minibatch.advantages
+        if args.norm_adv and len(advantages) > 1:
+            advantages = normalised(advantages)
+        log_probs = F.log_softmax(self.actor_net.logits_of_normalised(minibatch.obs), axis=-1)
+        policy_loss = clipped_surrogate(log_prob_of(log_probs, minibatch.actions), minibatch.old_logp,
+                                        advantages, args.clip)
+        value = self.critic_net.value_of_normalised(minibatch.obs)
+        assert value.shape == minibatch.returns.shape  # [N] vs [N, 1] would broadcast to [N, N]
+        value_loss = F.mse_loss(value, minibatch.returns)
+        entropy = entropy_of(log_probs) if self.ent_coef else 0.0  # not computed when unweighted
+        loss = policy_loss - self.ent_coef * entropy + value_loss
+        loss.backward()  # the networks share no weights: each gets its own terms' gradient
+        clip_grad_global_norm(self.params, args.max_grad_norm)
         self.optimizer.step()
         self.optimizer.clear_grad()
-        self.training_step += 1
-        return paddle.stack([action_loss, value_loss]).detach()
+        self.gradient_steps += 1
+        return paddle.stack([policy_loss, value_loss]).detach()
 
     @paddle.no_grad()
-    def _policy_shift(self, obs, act, old_logp) -> tuple[float, float, float]:
-        """Approximate KL(pi_old || pi), the fraction of ratios outside the clip range and
-        the policy's entropy, over the whole batch (once per update, not per minibatch:
-        they are diagnostics)."""
-        logp, logp_all = gather_logprob(self.actor_net.net(obs), act)
-        log_ratio = logp - old_logp
+    def values_of(self, obs: np.ndarray, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """V(s) and V(s') of raw states: one critic call on both halves (half the calls)."""
+        both = self.get_value(np.concatenate([obs, next_obs]))
+        return both[:len(obs)], both[len(obs):]
+
+    @paddle.no_grad()
+    def policy_shift(self, batch: Minibatch) -> dict[str, float]:
+        """How far the policy has moved from pi_old over the whole batch: approximate
+        KL(pi_old || pi), the fraction of ratios outside the clip range, and the entropy
+        (once per update, not per minibatch: they are diagnostics)."""
+        log_probs = F.log_softmax(self.actor_net.logits_of_normalised(batch.obs), axis=-1)
+        log_ratio = log_prob_of(log_probs, batch.actions) - batch.old_logp
         ratio = paddle.exp(log_ratio)
         kl = ((ratio - 1) - log_ratio).mean()
-        frac = ((ratio - 1).abs() > self.args.clip).astype("float32").mean()
-        return tuple(paddle.stack([kl, frac, entropy_of(logp_all)]).numpy().tolist())
+        clip_fraction = ((ratio - 1).abs() > self.args.clip).astype("float32").mean()
+        values = paddle.stack([kl, clip_fraction, entropy_of(log_probs)]).numpy().tolist()
+        return dict(zip(("approx_kl", "clip_fraction", "entropy"), values))
 
     def save_param(self, directory: str | Path, suffix: str = "") -> Path:
         """Write actor_net{suffix}.param and critic_net{suffix}.param; returns the actor's."""
@@ -471,49 +567,65 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> dict[str, Any
     """Train PPO as configured (or continue a checkpoint); returns a summary.
 
     PPO's loop: collect a rollout with the current policy, update on it for a few epochs,
-    log, evaluate now and then; repeat. `Run` (below the divider) keeps the books: the
-    counters, VisualDL, the progress bar, checkpoints, Ctrl-C and the best policy."""
+    log, evaluate now and then; repeat. `Run` (section 9) keeps the books: VisualDL, the
+    progress bar, checkpoints and the best policy."""
     validate(args)
     paddle.seed(args.seed)
-    envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)
+    envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)  # section 7
     space = envs.single_observation_space
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
     run = Run(args, agent, bonus, space, checkpoint)
-    obs, _ = envs.reset(seed=run.env_seeds())
-    with run:  # Ctrl-C or SIGTERM: stop after this step, keeping a checkpoint
-        while not run.finished():
-            agent.anneal(max(0.0, 1.0 - run.global_step / args.total_timesteps))
+    global_step, episodes_done, rollouts = (run.counters[k] for k in ("global_step", "episodes_done", "rollouts"))
+
+    def finished() -> bool:
+        return global_step >= args.total_timesteps or 0 < args.episodes <= episodes_done
+
+    obs, _ = envs.reset(seed=env_seeds(args, rollouts))
+    with StopSignal() as stop:  # Ctrl-C or SIGTERM: finish the step, keep a checkpoint
+        while not finished():
+            agent.anneal(max(0.0, 1.0 - global_step / args.total_timesteps))
 
             # 1. Collect a rollout with the current policy.
-            while not agent.buffer.full and not run.stop_requested:
+            while not agent.buffer.full and not stop.requested:
                 action, logprob = agent.select_action(obs)
                 next_obs, reward, terminated, truncated, info = envs.step(action)
                 done = terminated | truncated
                 arrived = arrival_states(next_obs, done, info)
                 train_reward = reward.astype(np.float32)
-                beta = args.explore_bonus * max(0.0, 1.0 - run.global_step / args.explore_decay_steps)
+                beta = args.explore_bonus * max(0.0, 1.0 - global_step / args.explore_decay_steps)
                 if bonus is not None and beta > 0:  # nothing to count once it has decayed
                     train_reward += bonus(arrived, beta)
                 agent.store_transition(obs, action, logprob, train_reward, arrived, terminated, done)
                 obs = next_obs
-                run.record_step(reward, done)  # the env's own reward: returns without the bonus
+                global_step += args.num_envs
+                run.log.record_step(reward, done, global_step, episodes_done)  # the env's own reward
+                episodes_done += int(done.sum())
                 if args.update_on_episode_end and done.any() and \
                         agent.buffer.size * args.num_envs >= args.batch_size:
                     break  # the tutorial's schedule: update at an episode's end
-            if run.stop_requested:
+            run.log.lap("collect")
+            if stop.requested:
                 agent.buffer.clear()  # a partial rollout is dropped; the checkpoint is before it
                 break
 
             # 2. Learn from it: advantages, then epochs of clipped minibatch updates.
             stats = agent.update()
+            rollouts += 1
+            run.log.lap("update")
 
             # 3. Log it, and now and then save and evaluate (keeping the best policy).
-            run.record_update(stats)
-            if run.evaluate_and_keep_best():
+            run.after_update(stats, global_step, episodes_done, rollouts)
+            if run.evaluate_if_due(global_step, last=finished()):
                 break  # --target-return reached
+        summary = run.finish(global_step, episodes_done, rollouts, stop.signum)
     envs.close()
-    return run.finish()
+    return summary
+
+
+def env_seeds(args: Args, rollouts: int) -> list[int]:
+    """Seeds of the envs' first episodes (a resumed run starts new ones)."""
+    return [args.seed * 1000 + rollouts * args.num_envs + i for i in range(args.num_envs)]
 
 
 def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
@@ -531,9 +643,10 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 # THE ALGORITHM ENDS HERE.
 # Above: PPO (configuration, networks, buffer, bonus, agent, training loop).
 # Below: what serves it, none of which a reader needs to follow the algorithm:
-#   7. fast paths (acting in numpy, a numpy-batched MountainCar), 8. .param files (safe loading,
-#   atomic writing), 9. run bookkeeping (VisualDL, progress, checkpoints and resume,
-#   Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. command line.
+#   7. fast paths (`NumpyActor`, an exact numpy copy of the actor for acting; `make_vec_env`
+#   and a numpy-batched MountainCar), 8. .param files (safe loading, checksums, atomic
+#   writing), 9. run bookkeeping (`Run` and its rooms: `StopSignal`, `Logbook`, `BestPolicy`,
+#   `Checkpoints`), 10. evaluation and replay, 11. figures, 12. command line.
 # =======================================================================================
 
 
@@ -567,10 +680,6 @@ class NumpyActor:
         x = x - x.max(-1, keepdims=True)
         return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
-
-
-class UsageError(Exception):
-    """A mistake in how the program was called: reported as one line, exit code 2."""
 
 
 # Gymnasium imports the module named before a ':' in an env id ("mymod:MyEnv-v0"). An id read
@@ -989,254 +1098,113 @@ def load_weights(layer: nn.Layer, state: dict[str, Any], source: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# 9. Run bookkeeping: counters, VisualDL, progress bar, checkpoints, Ctrl-C, best policy
+# 9. Run bookkeeping, in rooms: the stop signal, the logbook (VisualDL, progress bar,
+#    clock), the best-policy keeper, the checkpoints; `Run` holds them for `train`.
 # ---------------------------------------------------------------------------------------
-EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best policy
-HOLDOUT_SEED = 1_000_000  # default seeds of `eval`: episodes no training run selected on
-CHECKPOINT = "checkpoint.ckpt"
-# Flags that may change when a run is resumed; the rest come from the checkpoint.
-RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_episodes",
-                   "target_return", "save_every", "keep_snapshots", "logdir"}
-
-
-# Sizes past which a setting is a typo, not a plan: they would exhaust memory or hang.
-MAX_ENVS = 65_536
-MAX_BUFFER = 2**24            # transitions in one rollout (num_envs x num_steps)
-MAX_WEIGHTS = 20_000_000      # per network
-MAX_EVAL_EPISODES = 100_000   # evaluated at once, one env each
-MAX_GIF_EPISODES = 20         # frames are kept in memory until the GIF is written
-
-
-def network_weights(sizes: list[int]) -> int:
-    """Weights and biases of an MLP with these layer sizes."""
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def validate(args: Args) -> None:
-    """Reject settings that cannot work, with a sentence that says how to fix them."""
-    checks = [
-        (0 < args.total_timesteps <= 10**10, "--total-timesteps must be positive and at most 10^10"),
-        (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
-        (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
-        (args.num_envs <= MAX_ENVS, f"--num-envs must be at most {MAX_ENVS:,}, e.g. 16"),
-        (args.num_envs * args.num_steps <= MAX_BUFFER,
-         f"--num-envs x --num-steps must be at most {MAX_BUFFER:,} transitions, e.g. 16 x 128"),
-        (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
-        (0 <= args.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
-        (0 < args.clip < 1, "--clip must be in (0, 1), e.g. 0.2"),
-        (args.update_epochs > 0, "--update-epochs must be positive"),
-        (0 < args.batch_size <= args.num_envs * args.num_steps,
-         "--batch-size must be positive and at most --num-envs x --num-steps"),
-        (args.actor_lr > 0 and args.critic_lr > 0, "learning rates must be positive"),
-        (args.max_grad_norm > 0, "--max-grad-norm must be positive"),
-        (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
-        (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,  # 8: any small obs/action size
-         f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
-        (args.max_episode_steps is None or args.max_episode_steps >= 0, "--max-episode-steps must be >= 0"),
-        (args.eval_every >= 0 and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
-         f"--eval-every must be >= 0, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
-        (args.save_every >= 0 and args.keep_snapshots >= 0, "--save-every and --keep-snapshots must be >= 0"),
-        (args.explore_bonus >= 0 and args.explore_bins > 0, "--explore-bonus must be >= 0, --explore-bins > 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-
-
 class TrainingDiverged(Exception):
     """A loss or a weight became NaN or infinite."""
 
 
-class Run:
-    """The books of one training run, kept for `train`: env-step and episode counters,
-    VisualDL records, the progress bar, numbered snapshots and the checkpoint, the
-    periodic greedy evaluation that keeps the best policy, and Ctrl-C/SIGTERM (as a
-    context manager: a stop signal ends the run cleanly with a checkpoint)."""
+class StopSignal:
+    """Ctrl-C and SIGTERM as a request to stop cleanly after the current step, for as long
+    as the `with` block runs (a second one stops at once). Python lets only the main
+    thread install handlers; a run in another thread stops with its process instead."""
 
-    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, space: gym.spaces.Box,
-                 checkpoint: dict[str, Any] | None = None):
-        self.args, self.agent, self.bonus = args, agent, bonus
-        # a 2-D bounded observation (MountainCar's position, velocity) can be drawn as maps
-        self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
-        self.net_dir = Path(args.param_dir) / "net_param"
-        self.run_name = unique_run_name(args)
-        self.global_step = self.episode = self.updates = 0
-        self.next_eval = args.eval_every
-        self.best: dict[str, Any] = dict(mean_return=-np.inf)
-        self.history: list[dict[str, Any]] = []  # periodic evaluations
-        self.elapsed = 0.0  # seconds of training before this process (resumed runs)
-        if checkpoint is not None:
-            self._restore(checkpoint)
-        for folder in (self.net_dir, Path(args.logdir) / self.run_name):
-            ensure_writable(folder)
-        from visualdl import LogWriter
-        self.writer = LogWriter(logdir=str(Path(args.logdir) / self.run_name), flush_secs=5)
-        self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), self.updates)
-        self.ep_return, self.ep_len = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
-        self.recent: deque[float] = deque(maxlen=20)
-        self.stop_signal = 0
-        # where the seconds go, from timestamps taken here (the loop itself is not timed)
-        self.clock = dict.fromkeys(("collect", "update", "evaluate", "log_and_save", "final_files"), 0.0)
-
-    def env_seeds(self) -> list[int]:
-        """Seeds of the first episodes (a resumed run starts new ones)."""
-        a = self.args
-        return [a.seed * 1000 + self.updates * a.num_envs + i for i in range(a.num_envs)]
-
-    def finished(self) -> bool:
-        a = self.args
-        return self.global_step >= a.total_timesteps or 0 < a.episodes <= self.episode
+    def __init__(self) -> None:
+        self.signum = 0
+        self.handlers: dict[int, Any] = {}
 
     @property
-    def stop_requested(self) -> bool:
-        return bool(self.stop_signal)
+    def requested(self) -> bool:
+        return bool(self.signum)
 
-    # -- signals and the progress bar ------------------------------------------------
-    def __enter__(self) -> Run:
-        from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
-        a = self.args
-        self.start = time.perf_counter() - self.elapsed
-        self.lap = self.last_step = time.perf_counter()
-        self.bar = tqdm(total=a.episodes or a.total_timesteps, initial=self.episode if a.episodes
-                        else min(self.global_step, a.total_timesteps), unit="ep" if a.episodes else "step",
-                        disable=a.quiet, dynamic_ncols=True, mininterval=0.5)
-        # Python lets only the main thread install signal handlers; a run in another thread
-        # (a GUI, a notebook helper) stops with its process instead.
-        self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
-            if threading.current_thread() is threading.main_thread() else {}
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self.handlers.items():
             signal.signal(sig, handler)
-        self.bar.close()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.stop_signal:  # a second Ctrl-C: stop now
+        if self.signum:
             raise KeyboardInterrupt
-        self.stop_signal = signum
+        self.signum = signum
 
-    # -- records ---------------------------------------------------------------------
-    def record_step(self, reward: np.ndarray, done: np.ndarray) -> None:
-        """Count one step of every env; log the episodes that ended."""
-        a = self.args
-        self.global_step += a.num_envs
+
+class Logbook:
+    """What a run shows while it trains: VisualDL scalars and images, the progress bar,
+    and where the seconds go (`lap` closes a phase of the time split)."""
+
+    PHASES = ("collect", "update", "evaluate", "log_and_save", "final_files")
+
+    def __init__(self, args: Args, run_dir: Path, global_step: int, episodes_done: int, elapsed: float):
+        from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
+        from visualdl import LogWriter
+        self.args = args
+        self.writer = LogWriter(logdir=str(run_dir), flush_secs=5)
+        self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), 0)
+        self.bar = tqdm(total=args.episodes or args.total_timesteps,
+                        initial=episodes_done if args.episodes else min(global_step, args.total_timesteps),
+                        unit="ep" if args.episodes else "step", disable=args.quiet, dynamic_ncols=True,
+                        mininterval=0.5)
+        self.ep_return, self.ep_len = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+        self.recent: deque[float] = deque(maxlen=20)  # returns of the latest training episodes
+        self.clock = dict.fromkeys(self.PHASES, 0.0)
+        self.start = time.perf_counter() - elapsed  # a resumed run counts its earlier seconds
+        self.lap_start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Training seconds so far, earlier sessions of a resumed run included."""
+        return time.perf_counter() - self.start
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.clock[phase] += now - self.lap_start
+        self.lap_start = now
+
+    def record_step(self, reward: np.ndarray, done: np.ndarray, global_step: int, episodes_done: int) -> None:
+        """One step of every env; logs the episodes that ended (numbered from `episodes_done`)."""
         self.ep_return += reward
         self.ep_len += 1
-        if done.any():
-            finished = np.flatnonzero(done)
-            for i in finished:
-                self.writer.add_scalar("episode/return", float(self.ep_return[i]), self.global_step)
-                self.writer.add_scalar("episode/length", int(self.ep_len[i]), self.global_step)
-                self.writer.add_scalar("Steptime/steptime", int(self.ep_len[i]), self.episode)
-                self.recent.append(float(self.ep_return[i]))
-                self.episode += 1
-                if a.episodes:
-                    self.bar.update(1)
-            self.ep_return[finished], self.ep_len[finished] = 0.0, 0
-        if not a.episodes:
-            self.bar.update(min(a.num_envs, self.bar.total - self.bar.n))
-        self.last_step = time.perf_counter()
+        for k, i in enumerate(np.flatnonzero(done)):
+            self.writer.add_scalar("episode/return", float(self.ep_return[i]), global_step)
+            self.writer.add_scalar("episode/length", int(self.ep_len[i]), global_step)
+            self.writer.add_scalar("Steptime/steptime", int(self.ep_len[i]), episodes_done + k)
+            self.recent.append(float(self.ep_return[i]))
+            self.ep_return[i], self.ep_len[i] = 0.0, 0
+        self.bar.update(int(done.sum()) if self.args.episodes else min(self.args.num_envs, self.bar.total - self.bar.n))
 
-    def record_update(self, stats: dict[str, Any]) -> None:
-        """Check and log an update; write the periodic snapshot and checkpoint."""
-        a, agent = self.args, self.agent
-        now = time.perf_counter()
-        self.clock["collect"] += self.last_step - self.lap
-        self.clock["update"] += now - self.last_step
-        self.updates += 1
-        bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
-        if bad or not all(np.isfinite(p.numpy()).all() for p in agent.actor_net.parameters() +
-                          agent.critic_net.parameters()):
-            raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite "
-                                   f"at update {self.updates}")
+    def record_update(self, stats: dict[str, Any], agent: PPO, global_step: int, episodes_done: int) -> None:
+        """The losses and diagnostics of one update."""
         # The tutorial's loss tags, one point per update (the mean over its minibatches) at
         # its last minibatch step: a point per minibatch costs more than the minibatch.
-        self.writer.add_scalar("loss/action_loss", float(stats["action_loss"].mean()), agent.training_step - 1)
-        self.writer.add_scalar("loss/value_loss", float(stats["value_loss"].mean()), agent.training_step - 1)
-        sps = self.global_step / (time.perf_counter() - self.start)
-        for tag, key in (("loss/entropy", "entropy"), ("loss/approx_kl", "approx_kl"),
-                         ("loss/clip_fraction", "clip_fraction"),
-                         ("loss/explained_variance", "explained_variance")):
-            self.writer.add_scalar(tag, float(stats[key]), self.global_step)
-        self.writer.add_scalar("train/learning_rate", float(agent.optimizer.get_lr()), self.global_step)
-        self.writer.add_scalar("train/steps_per_second", sps, self.global_step)
-        self.bar.set_postfix(ep=self.episode, sps=f"{sps:.0f}", refresh=False,
+        self.writer.add_scalar("loss/action_loss", float(stats["policy_loss"].mean()), agent.gradient_steps - 1)
+        self.writer.add_scalar("loss/value_loss", float(stats["value_loss"].mean()), agent.gradient_steps - 1)
+        for key in ("entropy", "approx_kl", "clip_fraction", "explained_variance"):
+            self.writer.add_scalar(f"loss/{key}", float(stats[key]), global_step)
+        sps = global_step / self.seconds()
+        self.writer.add_scalar("train/learning_rate", float(agent.optimizer.get_lr()), global_step)
+        self.writer.add_scalar("train/steps_per_second", sps, global_step)
+        self.bar.set_postfix(ep=episodes_done, sps=f"{sps:.0f}", refresh=False,
                              ret=f"{np.mean(self.recent) if self.recent else float('nan'):.1f}")
-        if a.save_every and self.updates % a.save_every == 0:
-            agent.save_param(self.net_dir, f"_{self.updates:06d}")
-            prune_snapshots(self.net_dir, a.keep_snapshots)
-            self.save_checkpoint()
-        self.lap = time.perf_counter()
-        self.clock["log_and_save"] += self.lap - now
 
-    def evaluate_and_keep_best(self) -> bool:
-        """Periodic greedy evaluation on the standard env; keeps the best policy.
-        Returns True once --target-return is reached."""
-        a = self.args
-        if not a.eval_every or (self.global_step < self.next_eval and not self.finished()):
-            return False
-        self.next_eval = self.global_step + a.eval_every
-        started = time.perf_counter()
-        result = evaluate(make_policy(self.agent.actor_net), a.env_id, a.eval_episodes, EVAL_SEED)
-        self.writer.add_scalar("eval/mean_return", result["mean_return"], self.global_step)
-        self.writer.add_scalar("eval/success_rate", result["success_rate"], self.global_step)
-        if self.map_box is not None:  # the VisualDL image tab shows the policy taking shape
-            for tag, image in policy_value_images(self.agent.actor_net, self.agent.critic_net, *self.map_box).items():
-                self.writer.add_image(tag, image, self.global_step)
-        self.history.append(dict(result, global_step=self.global_step,
-                                 seconds=time.perf_counter() - self.start))
-        if result["mean_return"] > self.best["mean_return"]:
-            self.best = dict(result, global_step=self.global_step)
-            self.agent.save_param(self.net_dir, "_best")
-        self.lap = time.perf_counter()
-        self.clock["evaluate"] += self.lap - started
-        if a.target_return is not None and result["mean_return"] >= a.target_return:
-            self.bar.write(f"eval mean return {result['mean_return']:.1f} >= target "
-                           f"{a.target_return} at step {self.global_step}: stopping")
-            return True
-        return False
+    def record_evaluation(self, result: dict[str, Any], agent: PPO, global_step: int,
+                          map_box: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """A periodic evaluation's scores and, for a 2-D observation box, the policy and value
+        maps (VisualDL's image tab shows the policy taking shape)."""
+        self.writer.add_scalar("eval/mean_return", result["mean_return"], global_step)
+        self.writer.add_scalar("eval/success_rate", result["success_rate"], global_step)
+        if map_box is not None:
+            for tag, image in policy_value_images(agent.actor_net, agent.critic_net, *map_box).items():
+                self.writer.add_image(tag, image, global_step)
 
-    def finish(self) -> dict[str, Any]:
-        """Final files: the latest (or best evaluated) policy and a checkpoint; a summary."""
-        started = time.perf_counter()
-        if self.best["mean_return"] > -np.inf and not self.stop_signal:
-            # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
-            for name in ("actor_net", "critic_net"):
-                best_file = self.net_dir / f"{name}_best.param"
-                atomic_write(self.net_dir / f"{name}.param", lambda tmp, src=best_file: shutil.copyfile(src, tmp))
-            actor_path = self.net_dir / "actor_net.param"
-        else:
-            actor_path = self.agent.save_param(self.net_dir)
-        checkpoint = self.save_checkpoint()
-        seconds = time.perf_counter() - self.start
-        if self.stop_signal:
-            self.writer.close()
-            print(f"{signal.Signals(self.stop_signal).name}: stopped at step {self.global_step}; checkpoint saved "
-                  f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}", file=sys.stderr)
-        else:
-            self.log_hparams(seconds)
-            self.writer.close()
-            if self.args.plots:
-                plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
-        self.clock["final_files"] = time.perf_counter() - started
-        return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
-                    global_step=self.global_step, episodes=self.episode, updates=self.updates,
-                    training_step=self.agent.training_step, seconds=seconds,
-                    best_eval=self.best, eval_history=self.history, interrupted=self.stop_signal,
-                    started=self.start + self.elapsed, time_split=self.clock)
-
-    def log_hparams(self, seconds: float) -> None:
+    def record_hparams(self, finals: dict[str, float], global_step: int) -> None:
         """The run's settings and final metrics for VisualDL's HParams panel, which compares
-        runs (seeds, presets, learning rates) side by side. A metric is a scalar tag; the
-        panel shows its last value."""
-        finals = {"final/env_steps": self.global_step, "final/episodes": self.episode,
-                  "final/train_seconds": seconds}
-        if self.history:
-            finals.update({"final/best_eval_return": self.best["mean_return"],
-                           "final/best_eval_success_rate": self.best["success_rate"]})
+        runs side by side. A metric is a scalar tag; the panel shows its last value."""
         for tag, value in finals.items():
-            self.writer.add_scalar(tag, float(value), self.global_step)
+            self.writer.add_scalar(tag, float(value), global_step)
         skip = {"logdir", "param_dir", "quiet", "plots", "save_every", "keep_snapshots"}
         first = ["seed", "preset", "actor_lr", "critic_lr", "ent_coef", "hidden_sizes", "total_timesteps"]
         settings = dataclasses.asdict(self.args)  # the panel's columns: what runs differ in first
@@ -1245,37 +1213,180 @@ class Run:
                    if k not in skip and v is not None}
         self.writer.add_hparams(hparams, list(finals))
 
-    # -- checkpoints --------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
+    def close(self) -> None:
+        self.writer.close()
+        self.bar.close()
+
+
+class BestPolicy:
+    """The periodic greedy evaluation on the standard env (seeds EVAL_SEED + i, section 10)
+    and the best policy so far, kept as actor_net_best.param / critic_net_best.param."""
+
+    def __init__(self, args: Args, net_dir: Path):
+        self.args, self.net_dir = args, net_dir
+        self.best: dict[str, Any] = dict(mean_return=-np.inf)
+        self.history: list[dict[str, Any]] = []
+        self.next_eval = args.eval_every
+
+    def due(self, global_step: int, last: bool) -> bool:
+        """Whether to evaluate now: every --eval-every steps, and at the end of training."""
+        return bool(self.args.eval_every) and (global_step >= self.next_eval or last)
+
+    def evaluate(self, agent: PPO, global_step: int, seconds: float) -> dict[str, Any]:
+        """Evaluate the agent's greedy policy; keep it if it is the best so far."""
+        self.next_eval = global_step + self.args.eval_every
+        result = evaluate(make_policy(agent.actor_net), self.args.env_id, self.args.eval_episodes, EVAL_SEED)
+        self.history.append(dict(result, global_step=global_step, seconds=seconds))
+        if result["mean_return"] > self.best["mean_return"]:
+            self.best = dict(result, global_step=global_step)
+            agent.save_param(self.net_dir, "_best")
+        return result
+
+    @property
+    def found(self) -> bool:
+        return self.best["mean_return"] > -np.inf
+
+
+CHECKPOINT = "checkpoint.ckpt"
+
+
+class Checkpoints:
+    """A run's numbered snapshot pairs (actor_net_000050.param, ...) and its checkpoint."""
+
+    def __init__(self, args: Args, net_dir: Path):
+        self.args, self.net_dir = args, net_dir
+        self.path = net_dir / CHECKPOINT
+
+    def snapshot(self, agent: PPO, rollouts: int) -> None:
+        """A numbered pair every --save-every rollouts; only the --keep-snapshots newest stay."""
+        agent.save_param(self.net_dir, f"_{rollouts:06d}")
+        for role in ("actor_net", "critic_net"):
+            numbered = sorted(self.net_dir.glob(f"{role}_[0-9]*.param"))
+            for old in numbered[:max(0, len(numbered) - self.args.keep_snapshots)]:
+                old.unlink()
+
+    def save(self, run: Run, counters: dict[str, Any]) -> Path:
         """Everything needed to continue: weights, optimizer moments, observation and
-        exploration statistics, counters, the sampling RNG and the config."""
-        agent = self.agent
+        exploration statistics, counters, the sampling RNG, the config and the evaluations."""
+        agent = run.agent
         state = dict(
             kind="checkpoint", format=PARAM_FORMAT, config=dataclasses.asdict(self.args),
-            run_name=self.run_name, actor=numpy_state(agent.actor_net), critic=numpy_state(agent.critic_net),
+            run_name=run.run_name, actor=numpy_state(agent.actor_net), critic=numpy_state(agent.critic_net),
             optimizer=optimizer_state(agent.optimizer, agent.actor_net, agent.critic_net),
-            counters=dict(global_step=self.global_step, episode=self.episode, updates=self.updates,
-                          training_step=agent.training_step, next_eval=self.next_eval,
-                          elapsed=time.perf_counter() - self.start),
-            best=self.best, history=self.history, rng=agent.rng.bit_generator.state,
-            bonus_counts=None if self.bonus is None else self.bonus.counts)
-        path = self.net_dir / CHECKPOINT
-        atomic_write(path, lambda tmp: paddle.save(sealed(state), tmp))
-        return path
+            counters=dict(counters, gradient_steps=agent.gradient_steps, next_eval=run.keeper.next_eval,
+                          elapsed=run.log.seconds()),
+            best=run.keeper.best, history=run.keeper.history, rng=agent.rng.bit_generator.state,
+            bonus_counts=None if run.bonus is None else run.bonus.counts)
+        atomic_write(self.path, lambda tmp: paddle.save(sealed(state), tmp))
+        return self.path
 
-    def _restore(self, ckpt: dict[str, Any]) -> None:
+
+def restore(checkpoint: dict[str, Any], agent: PPO, bonus: CountBonus | None, keeper: BestPolicy) -> dict[str, Any]:
+    """Load a checkpoint into a new run's agent, bonus and keeper; returns its counters."""
+    for layer, key in ((agent.actor_net, "actor"), (agent.critic_net, "critic")):
+        load_weights(layer, checkpoint[key], "the checkpoint")
+    restore_optimizer(agent.optimizer, checkpoint["optimizer"], agent.actor_net, agent.critic_net)
+    counters = checkpoint["counters"]
+    agent.gradient_steps, keeper.next_eval = counters["gradient_steps"], counters["next_eval"]
+    keeper.best, keeper.history = checkpoint["best"], checkpoint["history"]
+    agent.rng.bit_generator.state = checkpoint["rng"]
+    agent.acting_actor.refresh()
+    if bonus is not None and checkpoint["bonus_counts"] is not None:
+        bonus.counts[:] = checkpoint["bonus_counts"]
+    return counters
+
+
+class Run:
+    """The books of one training run, for `train`: its name and folders, the logbook, the
+    best-policy keeper and the checkpoints; `finish` writes the final files."""
+
+    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, space: gym.spaces.Box,
+                 checkpoint: dict[str, Any] | None = None):
+        self.args, self.agent, self.bonus = args, agent, bonus
+        self.net_dir = Path(args.param_dir) / "net_param"
+        self.run_name = checkpoint["run_name"] if checkpoint else unique_run_name(args)
+        self.keeper = BestPolicy(args, self.net_dir)
+        self.checkpoints = Checkpoints(args, self.net_dir)
+        self.counters = dict(global_step=0, episodes_done=0, rollouts=0, elapsed=0.0)
+        if checkpoint is not None:
+            self.counters = restore(checkpoint, agent, bonus, self.keeper)
+        for folder in (self.net_dir, Path(args.logdir) / self.run_name):
+            ensure_writable(folder)
+        self.log = Logbook(args, Path(args.logdir) / self.run_name, self.counters["global_step"],
+                           self.counters["episodes_done"], self.counters["elapsed"])
+        # a 2-D bounded observation (MountainCar's position, velocity) can be drawn as maps
+        self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
+
+    def after_update(self, stats: dict[str, Any], global_step: int, episodes_done: int, rollouts: int) -> None:
+        """Check and log an update; write the periodic snapshot and checkpoint."""
         agent = self.agent
-        for layer, key in ((agent.actor_net, "actor"), (agent.critic_net, "critic")):
-            load_weights(layer, ckpt[key], "the checkpoint")
-        restore_optimizer(agent.optimizer, ckpt["optimizer"], agent.actor_net, agent.critic_net)
-        c = ckpt["counters"]
-        self.global_step, self.episode, self.updates = c["global_step"], c["episode"], c["updates"]
-        agent.training_step, self.next_eval, self.elapsed = c["training_step"], c["next_eval"], c["elapsed"]
-        self.best, self.history, self.run_name = ckpt["best"], ckpt["history"], ckpt["run_name"]
-        agent.rng.bit_generator.state = ckpt["rng"]
-        agent.acting_actor.refresh()
-        if self.bonus is not None and ckpt["bonus_counts"] is not None:
-            self.bonus.counts[:] = ckpt["bonus_counts"]
+        bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
+        if bad or not all(np.isfinite(p.numpy()).all() for p in agent.params):
+            raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite at rollout {rollouts}")
+        self.log.record_update(stats, agent, global_step, episodes_done)
+        if self.args.save_every and rollouts % self.args.save_every == 0:
+            self.checkpoints.snapshot(agent, rollouts)
+            self.checkpoints.save(self, dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts))
+        self.log.lap("log_and_save")
+
+    def evaluate_if_due(self, global_step: int, last: bool) -> bool:
+        """The periodic evaluation, when due. Returns True once --target-return is reached."""
+        if not self.keeper.due(global_step, last):
+            return False
+        result = self.keeper.evaluate(self.agent, global_step, self.log.seconds())
+        self.log.record_evaluation(result, self.agent, global_step, self.map_box)
+        self.log.lap("evaluate")
+        target = self.args.target_return
+        if target is not None and result["mean_return"] >= target:
+            self.log.bar.write(f"eval mean return {result['mean_return']:.1f} >= target {target} "
+                               f"at step {global_step}: stopping")
+            return True
+        return False
+
+    def finish(self, global_step: int, episodes_done: int, rollouts: int, stop_signal: int) -> dict[str, Any]:
+        """Final files: the best evaluated policy (else the latest) and a checkpoint; a summary."""
+        self.log.lap("collect")
+        counters = dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts)
+        if self.keeper.found and not stop_signal:
+            # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
+            for name in ("actor_net", "critic_net"):
+                best_file = self.net_dir / f"{name}_best.param"
+                atomic_write(self.net_dir / f"{name}.param", lambda tmp, src=best_file: shutil.copyfile(src, tmp))
+            actor_path = self.net_dir / "actor_net.param"
+        else:
+            actor_path = self.agent.save_param(self.net_dir)
+        checkpoint = self.checkpoints.save(self, counters)
+        seconds = self.log.seconds()
+        best = self.keeper.best
+        if stop_signal:
+            self.log.close()
+            print(f"{signal.Signals(stop_signal).name}: stopped at step {global_step}; checkpoint saved "
+                  f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}", file=sys.stderr)
+        else:
+            finals = {"final/env_steps": global_step, "final/episodes": episodes_done, "final/train_seconds": seconds}
+            if self.keeper.history:
+                finals.update({"final/best_eval_return": best["mean_return"],
+                               "final/best_eval_success_rate": best["success_rate"]})
+            self.log.record_hparams(finals, global_step)
+            self.log.close()
+            if self.args.plots:
+                plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
+        self.log.lap("final_files")
+        return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
+                    **counters, gradient_steps=self.agent.gradient_steps, seconds=seconds,
+                    best_eval=best, eval_history=self.keeper.history, interrupted=stop_signal,
+                    started=self.log.start, time_split=self.log.clock)
+
+
+def _rename_moments(state: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """Optimizer state keys "<param name>_moment1_0" with the parameter name mapped by `names`
+    (entries of unknown parameters are left out)."""
+    out = {}
+    for key, value in state.items():
+        owner = next((n for n in names if key.startswith(n + "_")), None)
+        if owner is not None:
+            out[names[owner] + key[len(owner):]] = value
+    return out
 
 
 def _structured_names(actor: Actor, critic: Critic) -> dict[str, str]:
@@ -1288,25 +1399,14 @@ def optimizer_state(opt: paddle.optimizer.Optimizer, actor: Actor, critic: Criti
     """The optimizer's moments keyed by structured names ("actor.net.0.weight_moment1_0"):
     Paddle keys them by auto-generated parameter names, which depend on how many layers
     the process had created before, so they differ in a new process."""
-    names = _structured_names(actor, critic)
-    out = {}
-    for key, value in opt.state_dict().items():
-        owner = next((n for n in names if key.startswith(n + "_")), None)
-        if owner is not None:
-            out[names[owner] + key[len(owner):]] = value.numpy()
-    return out
+    return {k: v.numpy() for k, v in _rename_moments(opt.state_dict(), _structured_names(actor, critic)).items()}
 
 
 def restore_optimizer(opt: paddle.optimizer.Optimizer, saved: dict[str, np.ndarray], actor: Actor,
                       critic: Critic) -> None:
     """Load moments saved by `optimizer_state` into `opt`, under this process's names."""
     names = {v: k for k, v in _structured_names(actor, critic).items()}
-    state = {}
-    for key, value in saved.items():
-        owner = next((n for n in names if key.startswith(n + "_")), None)
-        if owner is not None:
-            state[names[owner] + key[len(owner):]] = paddle.to_tensor(value)
-    opt.set_state_dict(state)
+    opt.set_state_dict({k: paddle.to_tensor(v) for k, v in _rename_moments(saved, names).items()})
 
 
 def unique_run_name(args: Args) -> str:
@@ -1340,7 +1440,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     config = state.get("config", {})
     if wrong is None and set(config) != {f.name for f in dataclasses.fields(Args)}:
         wrong = "config (its settings are not this version's)"
-    counters = ("global_step", "episode", "updates", "training_step", "next_eval")
+    counters = ("global_step", "episodes_done", "rollouts", "gradient_steps", "next_eval")
     if wrong is None and not all(type(state["counters"].get(k)) is int and state["counters"][k] >= 0
                                  for k in counters):
         wrong = "counters"
@@ -1358,17 +1458,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def prune_snapshots(directory: Path, keep: int) -> None:
-    """Keep only the `keep` newest numbered snapshot pairs."""
-    for role in ("actor_net", "critic_net"):
-        numbered = sorted(p for p in directory.glob(f"{role}_[0-9]*.param"))
-        for old in numbered[:max(0, len(numbered) - keep)]:
-            old.unlink()
-
-
 # ---------------------------------------------------------------------------------------
 # 10. Evaluation and replay
 # ---------------------------------------------------------------------------------------
+EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best policy
+HOLDOUT_SEED = 1_000_000  # default seeds of `eval`: episodes no training run selected on
+MAX_GIF_EPISODES = 20         # frames are kept in memory until the GIF is written
+
+
 def make_policy(actor: Actor, greedy: bool = True, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """A callable mapping a batch of raw observations (N, obs_dim) to actions (N,)."""
     rng, fast = np.random.default_rng(seed), NumpyActor(actor)
@@ -1422,6 +1519,22 @@ def env_for(actor: Actor, env_id: str | None = None) -> str:
     return env_id
 
 
+def play_episode(env: gym.Env, policy: Callable[[np.ndarray], np.ndarray], seed: int,
+                 on_step: Callable[[int, float, bool, bool], None] | None = None) -> dict[str, Any]:
+    """One episode of `env` with `policy` from the start `seed` gives; `on_step(steps, return,
+    done, terminated)` after every step (to film it). Returns the visited observations, the
+    return, the number of steps and whether the episode reached a terminal state."""
+    obs, _ = env.reset(seed=seed)
+    observations, total, steps, done, terminated = [obs], 0.0, 0, False, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(int(policy(obs[None])[0]))
+        observations.append(obs)
+        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+        if on_step is not None:
+            on_step(steps, total, done, terminated)
+    return dict(observations=np.array(observations), episode_return=total, steps=steps, success=bool(terminated))
+
+
 def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | Path | None = None,
            seed: int = HOLDOUT_SEED, greedy: bool = True, env_id: str | None = None) -> list[dict[str, Any]]:
     """Play `episodes` episodes of the standard env with a saved actor: in a window
@@ -1439,15 +1552,13 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
     env = make_env(env_id, render_mode="human" if render == "human" else "rgb_array")
     frames, results = [], []
     for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        total, steps, done, terminated = 0.0, 0, False, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(int(policy(obs[None])[0]))
-            total, steps, done = total + reward, steps + 1, terminated or truncated
+        def film(steps: int, total: float, done: bool, terminated: bool, ep: int = ep) -> None:
             if render == "gif" and (steps % 2 == 0 or done):  # every other frame keeps the file small
                 frames.append(_caption(env.render(), f"episode {ep + 1}/{episodes}   step {steps}   "
                                        f"return {total:.0f}" + ("   flag reached" if terminated else "")))
-        results.append(dict(episode=ep + 1, steps=steps, episode_return=total, success=bool(terminated)))
+        episode = play_episode(env, policy, seed + ep, film)
+        results.append(dict(episode=ep + 1, steps=episode["steps"], episode_return=episode["episode_return"],
+                            success=episode["success"]))
     env.close()
     if render == "gif":
         out = Path(out or Path("param") / "img" / "replay.gif")
@@ -1591,14 +1702,7 @@ def policy_value_figure(actor: Actor, critic: Critic | None) -> Any:
     env = make_env(actor.meta["env_id"])
     low, high = env.observation_space.low, env.observation_space.high
     action, value = policy_value_grid(actor, critic, low, high)
-    obs, _ = env.reset(seed=HOLDOUT_SEED)
-    path, done = [obs], False
-    policy = make_policy(actor)
-    while not done:
-        obs, _, terminated, truncated, _ = env.step(int(policy(obs[None])[0]))
-        path.append(obs)
-        done = terminated or truncated
-    path = np.array(path)
+    path = play_episode(env, make_policy(actor), HOLDOUT_SEED)["observations"]
     env.close()
     extent = [low[0], high[0], low[1], high[1]]
     fig = Figure(figsize=(13 if value is not None else 7, 5))
@@ -1626,6 +1730,9 @@ def policy_value_figure(actor: Actor, critic: Critic | None) -> Any:
 # 12. Command line
 # ---------------------------------------------------------------------------------------
 COMMANDS = ("train", "eval", "replay", "plot")
+# Flags that may change when a run is resumed; the rest come from the checkpoint.
+RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_episodes",
+                   "target_return", "save_every", "keep_snapshots", "logdir"}
 
 
 def _parse_sizes(text: str) -> tuple[int, ...]:
@@ -1769,7 +1876,7 @@ def _train_command(ns: argparse.Namespace) -> int:
         return 130
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the run said how to resume
-    print(f"trained {summary['global_step']} steps, {summary['episodes']} episodes in "
+    print(f"trained {summary['global_step']} steps, {summary['episodes_done']} episodes in "
           f"{summary['seconds']:.1f} s; policy: {summary['actor_path']}")
     if summary["best_eval"]["mean_return"] > -np.inf:
         b = summary["best_eval"]

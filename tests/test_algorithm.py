@@ -3,6 +3,7 @@ observation statistics and the exploration bonus, against hand-computed or numpy
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import ppo_mountaincar as pm
 import pytest
 
@@ -15,12 +16,12 @@ def fill(buf, rewards, terminated, dones):
 
 
 def test_monte_carlo_returns_restart_at_episode_end_and_bootstrap_at_the_cut():
-    # lam=1, gamma=0.5, V=0 except V(s') of the last step = 10: the rollout ends there
+    # gae_lambda=1, gamma=0.5, V=0 except V(s') of the last step = 10: the rollout ends there
     # mid-episode. Step 1 ends an episode (terminated). The tutorial carried R across.
     buf = pm.RolloutBuffer(3, 1, 2)
     fill(buf, [[1.0], [2.0], [4.0]], [[0], [1], [0]], [[0], [1], [0]])
     values, next_values = np.zeros((3, 1)), np.array([[0.0], [0.0], [10.0]])
-    adv, ret = buf.compute_returns(values, next_values, gamma=0.5, lam=1.0)
+    adv, ret = buf.compute_returns(values, next_values, gamma=0.5, gae_lambda=1.0)
     assert ret[:, 0] == pytest.approx([1 + 0.5 * 2, 2, 4 + 0.5 * 10])
     assert adv[:, 0] == pytest.approx(ret[:, 0])
 
@@ -76,11 +77,11 @@ def test_clipped_surrogate_matches_numpy_and_has_no_gradient_where_clipped():
     assert grad[3] == pytest.approx(-0.5 * 1.0 / 4, rel=1e-5)
 
 
-def test_gather_logprob_equals_per_element_lookup():
+def test_log_prob_of_equals_per_element_lookup():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(50, 3)).astype(np.float32)
     actions = rng.integers(0, 3, 50)
-    logp, _ = pm.gather_logprob(paddle.to_tensor(logits), paddle.to_tensor(actions))
+    logp = pm.log_prob_of(F.log_softmax(paddle.to_tensor(logits), axis=-1), paddle.to_tensor(actions))
     log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     expected = [log_softmax[i, a] for i, a in enumerate(actions)]
     assert logp.numpy() == pytest.approx(np.array(expected), abs=1e-5)
@@ -118,14 +119,14 @@ def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():
 
     def surrogate():
         with paddle.no_grad():
-            logp, _ = pm.gather_logprob(agent.actor_net.logits(flat[0]), flat[1])
+            logp = pm.log_prob_of(F.log_softmax(agent.actor_net.logits(flat[0]), axis=-1), flat[1])
             a = (flat[3] - flat[3].mean()) / (flat[3].std() + 1e-8)
             return float(pm.clipped_surrogate(logp, flat[2], a, args.clip))
 
     before = surrogate()
     stats = agent.update()
     assert surrogate() < before - 1e-3
-    assert agent.training_step == 4 * 4 and len(stats["action_loss"]) == 16
+    assert agent.gradient_steps == 4 * 4 and len(stats["policy_loss"]) == 16
     assert agent.buffer.size == 0
 
 

@@ -58,20 +58,20 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     ckpt_path = tmp_path / "param" / "net_param" / pm.CHECKPOINT
     assert f"--resume {ckpt_path}" in err and "Traceback" not in err
     first = pm.load_checkpoint(ckpt_path)["counters"]
-    assert first["updates"] > 0 and first["global_step"] > 0
+    assert first["rollouts"] > 0 and first["global_step"] > 0
 
     budget = first["global_step"] + 4 * 256
     done = cli("train", "--resume", str(ckpt_path), "--total-timesteps", str(budget), "--quiet")
     assert done.returncode == 0, done.stderr
     second = pm.load_checkpoint(ckpt_path)
     c = second["counters"]
-    assert c["global_step"] >= budget and c["updates"] >= first["updates"] + 4
-    assert c["training_step"] == first["training_step"] + (c["updates"] - first["updates"]) * 2 * 2
+    assert c["global_step"] >= budget and c["rollouts"] >= first["rollouts"] + 4
+    assert c["gradient_steps"] == first["gradient_steps"] + (c["rollouts"] - first["rollouts"]) * 2 * 2
     # the VisualDL steps continue in the same run folder: one point per update (at its last
     # minibatch step, 2 epochs x 2 minibatches), none logged twice, none missing
     scalars = pm.read_scalars(tmp_path / "exp" / second["run_name"])
     steps = scalars["loss/action_loss"][0].tolist()
-    assert steps == list(range(3, c["training_step"], 4))
+    assert steps == list(range(3, c["gradient_steps"], 4))
 
 
 def test_resume_restores_the_optimizer_moments_under_other_parameter_names():
@@ -150,6 +150,6 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
     assert code == 1
     net = tmp_path / "param" / "net_param"
     ckpt = pm.load_checkpoint(net / pm.CHECKPOINT)
-    assert ckpt["counters"]["updates"] == 2  # the last good one
+    assert ckpt["counters"]["rollouts"] == 2  # the last good one
     assert np.isfinite(ckpt["actor"]["net.0.weight"]).all()
     assert not (net / "actor_net.param").exists() or np.isfinite(pm.load_state(net / "actor_net.param")["net.0.weight"]).all()

@@ -13,7 +13,7 @@ from helpers import SMALL, scalars_of
 
 def test_short_run_writes_visualdl_records_and_param_files(outdirs):
     summary = pm.train(pm.Args(**SMALL, **outdirs))
-    assert summary["global_step"] == 2048 and summary["updates"] == 8
+    assert summary["global_step"] == 2048 and summary["rollouts"] == 8
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for tag in ("loss/action_loss", "loss/value_loss", "Steptime/steptime", "episode/return",
                 "episode/length", "loss/entropy", "loss/approx_kl", "loss/clip_fraction",
@@ -53,7 +53,7 @@ def test_tutorial_preset_updates_at_episode_end_with_a_bounded_buffer(outdirs):
     assert (args.num_envs, args.num_steps, args.batch_size, args.gae_lambda) == (1, 8000, 64, 1.0)
     assert args.max_episode_steps == 0 and args.update_on_episode_end
     summary = pm.train(args)
-    assert summary["episodes"] == 12
+    assert summary["episodes_done"] == 12
     # no periodic evaluation in this preset: the files hold the final policy
     assert pm.load_actor(summary["actor_path"]).meta["env_id"] == "CartPole-v1"
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
@@ -65,7 +65,7 @@ def test_tutorial_preset_updates_at_episode_end_with_a_bounded_buffer(outdirs):
         if pending >= 64:
             expected += 10 * -(-pending // 64)
             pending = 0
-    assert summary["training_step"] == expected
+    assert summary["gradient_steps"] == expected
 
 
 def test_buffer_capacity_forces_an_update_mid_episode(outdirs):
@@ -74,7 +74,7 @@ def test_buffer_capacity_forces_an_update_mid_episode(outdirs):
     args = pm.Args(max_episode_steps=0, num_envs=1, num_steps=100, batch_size=50,
                    update_on_episode_end=True, total_timesteps=300, quiet=True, **outdirs)
     summary = pm.train(args)
-    assert summary["episodes"] == 0 and summary["updates"] == 3
+    assert summary["episodes_done"] == 0 and summary["rollouts"] == 3
 
 
 def test_default_preset_learns_within_a_small_budget(outdirs):
