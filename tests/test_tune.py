@@ -1,0 +1,174 @@
+"""tune (section 12): a study completes and prints a command that parses; workers in two
+processes, or on two machines through PostgreSQL, share one study without running a trial
+twice; hopeless trials are pruned; an interrupted study continues; bad input is one line."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import ppo_mountaincar as pm
+import pytest
+
+from helpers import ROOT, cli, one_line_error
+
+TINY = ["--total-timesteps", "1024", "--num-envs", "4", "--num-steps", "64", "--batch-size", "64",
+        "--eval-every", "512", "--eval-episodes", "5"]
+
+
+def tune(tmp_path, *argv, timeout=300):
+    return cli("tune", *TINY, "--logdir", str(tmp_path / "exp"), *argv, timeout=timeout, cwd=tmp_path)
+
+
+def study_of(tmp_path, name="MountainCar-v0-default", storage=None):
+    storage = storage or optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "exp" / "tune" / f"{name}.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def finished(study):
+    return [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                         optuna.trial.TrialState.PRUNED)]
+
+
+def test_a_small_study_completes_and_prints_a_command_that_parses(tmp_path):
+    proc = tune(tmp_path, "--trials", "2", "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    command = next(line for line in proc.stdout.splitlines() if line.startswith("python ppo_mountaincar.py "))
+    args = pm.args_from_cli(pm.parse_command_line(command.split()[2:]))
+    pm.validate(args)
+    assert args.total_timesteps == 1024 and args.eval_every == 512  # the fixed flags are kept
+    best = json.loads((tmp_path / "exp" / "tune" / "MountainCar-v0-default_best.json").read_text())
+    assert best["command"] == command and set(best["params"]) == set(pm.SEARCH_SPACE) - {"batch_size"}  # fixed by TINY
+    assert "top trials:" in proc.stdout and "parameter importances:" in proc.stdout
+    # each trial's runs are ordinary runs, named for the trial and seed
+    runs = sorted(p.name for p in (tmp_path / "exp").glob("tune-*"))
+    assert runs == [f"tune-MountainCar-v0-default-trial{t:04d}-seed{s}" for t in (0, 1) for s in (1, 2)]
+    shown = tune(tmp_path, "--trials", "2", "--seeds", "2", "--show")
+    assert shown.returncode == 0 and command in shown.stdout
+
+
+def shared_study(tmp_path, storage_flags):
+    """Two tune processes started together on one storage, 4 trials between them."""
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "tune", *TINY, "--logdir",
+                               str(tmp_path / "exp"), "--trials", "4", "--seeds", "1", *storage_flags],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    return outputs
+
+
+def assert_each_trial_ran_once(tmp_path, study):
+    trials = finished(study)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and len(study.get_trials()) == 4
+    runs = sorted(p.name.rsplit("-trial", 1)[1] for p in (tmp_path / "exp").glob("tune-*"))
+    assert runs == [f"{n:04d}-seed1" for n in range(4)]  # one run folder per trial: none ran twice
+
+
+def test_two_processes_share_one_study_without_running_a_trial_twice(tmp_path):
+    shared_study(tmp_path, [])
+    assert_each_trial_ran_once(tmp_path, study_of(tmp_path))
+
+
+def _initdb():
+    found = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    return str(found) if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1, started and stopped here (as the postgres user
+    when running as root, which the server refuses)."""
+    initdb = _initdb()
+    if initdb is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    bindir = Path(initdb).parent
+    folder = Path(tempfile.mkdtemp(prefix="pg-"))
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run(str(bindir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "optuna")
+    run(str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "-o",
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        yield f"postgresql://optuna@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgresql_study(tmp_path, postgres):
+    outputs = shared_study(tmp_path, ["--storage", postgres, "--study", "shared"])
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    assert_each_trial_ran_once(tmp_path, study)
+    print("".join(out for out, _ in outputs))
+
+
+def test_a_hopeless_trial_is_pruned_early(tmp_path):
+    # CartPole learns within a few thousand steps at lr 3e-3 and not at all at 1e-7: the
+    # second trial is worse than the first at its first evaluation and stops there.
+    fixed = dict(env_id="CartPole-v1", explore_bonus=0.0, total_timesteps=4096, num_envs=4, num_steps=128,
+                 batch_size=128, update_epochs=4, eval_every=512, eval_episodes=5)
+    base = pm.preset_args("default", **fixed, logdir=str(tmp_path / "exp"))
+    space = pm.check_space({"actor_lr": dict(type="float", low=1e-7, high=1e-2, log=True)}, fixed)
+    study = pm.open_study(None, "prune", str(tmp_path / "exp"), space, fixed)
+    study.pruner._n_startup_trials = 1
+    study.enqueue_trial({"actor_lr": 3e-3})
+    study.enqueue_trial({"actor_lr": 1e-7})
+    pm.tune_worker(study, base, space, [1], trials=2)
+    good, bad = study.get_trials()
+    assert good.state == optuna.trial.TrialState.COMPLETE and bad.state == optuna.trial.TrialState.PRUNED
+    assert len(good.intermediate_values) == 8 and len(bad.intermediate_values) < 8
+    assert max(bad.intermediate_values) < 4096  # it stopped before its budget
+
+
+def test_an_interrupted_study_resumes(tmp_path):
+    argv = [sys.executable, str(ROOT / "ppo_mountaincar.py"), "tune", *TINY, "--total-timesteps", "4096",
+            "--logdir", str(tmp_path / "exp"), "--trials", "3", "--seeds", "1"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "exp" / "tune" / "MountainCar-v0-default.journal"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (journal.exists() and finished(study_of(tmp_path))):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command to continue" in err, err
+    assert "Traceback" not in err
+    interrupted = study_of(tmp_path)
+    assert 1 <= len(finished(interrupted)) < 3
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in interrupted.get_trials())
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(finished(study_of(tmp_path))) == 3  # continued, not restarted
+
+
+def test_bad_tune_input_is_one_line_and_leaves_the_study_alone(tmp_path):
+    assert tune(tmp_path, "--trials", "1", "--seeds", "1").returncode == 0
+    journal = tmp_path / "exp" / "tune" / "MountainCar-v0-default.journal"
+    before = journal.read_bytes()
+    (tmp_path / "unknown.json").write_text(json.dumps({"learning_rate": dict(type="float", low=1e-4, high=1e-2)}))
+    (tmp_path / "empty.json").write_text(json.dumps({"actor_lr": dict(type="float", low=1e-2, high=1e-2)}))
+    (tmp_path / "other.json").write_text(json.dumps({"actor_lr": dict(type="float", low=1e-4, high=1e-2)}))
+    cases = [(["--storage", "postgresql//nohost"], "neither a database URL"),
+             (["--storage", "postgresql://nohost:notaport/db"], "cannot open the study storage"),
+             (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open the study storage"),
+             (["--space", str(tmp_path / "unknown.json")], "unknown parameter 'learning_rate'"),
+             (["--space", str(tmp_path / "empty.json")], "needs low < high"),
+             (["--trials", "0"], "--trials must be in 1..100,000"),
+             (["--space", str(tmp_path / "other.json")], "created with another search space")]
+    for flags, words in cases:
+        assert words in one_line_error(tune(tmp_path, "--seeds", "1", *flags)), flags
+    assert journal.read_bytes() == before
