@@ -632,8 +632,11 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
 
 
 def env_seeds(args: Args, rollouts: int) -> list[int]:
-    """Seeds of the envs' first episodes (a resumed run starts new ones)."""
-    return [args.seed * 1000 + rollouts * args.num_envs + i for i in range(args.num_envs)]
+    """Seeds of the envs' first episodes (a resumed run starts new ones): drawn from the
+    training seed and the rollout count into [2^31, 2^32), a range of their own, so that no
+    training episode starts where an evaluation episode (seeds below 2^31) starts."""
+    drawn = np.random.SeedSequence([args.seed, rollouts]).generate_state(args.num_envs)
+    return [2**31 + int(x) % 2**31 for x in drawn]
 
 
 def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
