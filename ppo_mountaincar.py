@@ -167,9 +167,45 @@ def network_weights(sizes: list[int]) -> int:
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+MAX_SEED = 2**32 - 1          # numpy's and Gymnasium's seeds are 32-bit
+MAX_EPOCHS = 1_000
+MAX_RUN_BYTES = 2 * 2**30     # the rollout and the update's copies of it
+MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint)
+
+
+def validate_for_env(args: Args) -> None:
+    """The checks that need the env's observation size (read from one env of it): the
+    rollout's memory and the count bonus's table, before anything is allocated for them."""
+    env = make_env(args.env_id)
+    space = env.observation_space
+    env.close()
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        return  # make_vec_env says what it needs
+    obs_dim = space.shape[0]
+    # obs and next obs with their update copies, the scalars, and the critic's hidden
+    # activations on the value batch (V of both obs and next obs in one call): float32 each
+    per_transition = obs_dim * 4 * 6 + 64 + 2 * 4 * sum(args.hidden_sizes)
+    need = args.num_envs * args.num_steps * per_transition
+    if need > MAX_RUN_BYTES:
+        raise UsageError(f"--num-envs {args.num_envs} x --num-steps {args.num_steps} would need about "
+                         f"{need / 2**30:.1f} GB for one rollout and its update (limit {MAX_RUN_BYTES / 2**30:.0f} GB); "
+                         "e.g. --num-envs 16 --num-steps 128")
+    cells = args.explore_bins ** obs_dim
+    if args.explore_bonus > 0 and cells > MAX_BONUS_CELLS:
+        fit = int(MAX_BONUS_CELLS ** (1 / obs_dim))
+        raise UsageError(f"--explore-bins {args.explore_bins} on a {obs_dim}-dimensional observation makes "
+                         f"{cells:,} bonus cells (limit {MAX_BONUS_CELLS:,}); use --explore-bins {fit} "
+                         "or --explore-bonus 0")
+
+
 def validate(args: Args) -> None:
     """Reject settings that cannot work, with a sentence that says how to fix them."""
+    for f in dataclasses.fields(Args):  # every number read from a flag is finite
+        value = getattr(args, f.name)
+        if f.type in ("float", "float | None") and value is not None and not math.isfinite(value):
+            raise UsageError(f"--{f.name.replace('_', '-')} must be a finite number, not {value}")
     checks = [
+        (0 <= args.seed <= MAX_SEED, f"--seed must be in 0..{MAX_SEED:,}"),
         (0 < args.total_timesteps <= 10**10, "--total-timesteps must be positive and at most 10^10"),
         (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
         (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
@@ -179,11 +215,13 @@ def validate(args: Args) -> None:
         (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
         (0 <= args.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
         (0 < args.clip < 1, "--clip must be in (0, 1), e.g. 0.2"),
-        (args.update_epochs > 0, "--update-epochs must be positive"),
+        (0 < args.update_epochs <= MAX_EPOCHS, f"--update-epochs must be in 1..{MAX_EPOCHS:,}, e.g. 10"),
         (0 < args.batch_size <= args.num_envs * args.num_steps,
          "--batch-size must be positive and at most --num-envs x --num-steps"),
         (args.actor_lr > 0 and args.critic_lr > 0, "learning rates must be positive"),
         (args.max_grad_norm > 0, "--max-grad-norm must be positive"),
+        (args.ent_coef >= 0, "--ent-coef must be >= 0"),
+        (args.target_kl is None or args.target_kl > 0, "--target-kl must be positive"),
         (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
         (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,  # 8: any small obs/action size
          f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
@@ -192,6 +230,7 @@ def validate(args: Args) -> None:
          f"--eval-every must be >= 0, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
         (args.save_every >= 0 and args.keep_snapshots >= 0, "--save-every and --keep-snapshots must be >= 0"),
         (args.explore_bonus >= 0 and args.explore_bins > 0, "--explore-bonus must be >= 0, --explore-bins > 0"),
+        (0 < args.explore_decay_steps <= 10**10, "--explore-decay-steps must be positive, e.g. 100000"),
         (args.run_name is None or (0 < len(args.run_name) <= 200 and not args.run_name.startswith(".")
                                    and all(c.isalnum() or c in "._,=+-" for c in args.run_name)),
          "--run-name must be a plain folder name: letters, digits and . _ , = + -"),
@@ -578,6 +617,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     log, evaluate now and then; repeat. `Run` (section 9) keeps the books: VisualDL, the
     progress bar, checkpoints and the best policy."""
     validate(args)
+    validate_for_env(args)
     paddle.seed(args.seed)
     envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)  # section 7
     space = envs.single_observation_space
@@ -731,11 +771,12 @@ def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = Non
     envs = gym.vector.SyncVectorEnv(
         [lambda: make_env(env_id, max_episode_steps) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    if not isinstance(envs.single_action_space, gym.spaces.Discrete) or \
-            len(envs.single_observation_space.shape) != 1:
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(action_space, gym.spaces.Discrete) and isinstance(obs_space, gym.spaces.Box)
+            and len(obs_space.shape) == 1):
         envs.close()
-        raise UsageError(f"env '{env_id}' needs a vector observation and discrete actions; "
-                         "try MountainCar-v0, CartPole-v1 or Acrobot-v1")
+        raise UsageError(f"env '{env_id}' observes {str(obs_space)[:60]} and acts in {str(action_space)[:40]}; "
+                         "this PPO needs a flat Box observation and Discrete actions, e.g. CartPole-v1 or Acrobot-v1")
     return envs
 
 
@@ -1480,6 +1521,12 @@ HOLDOUT_SEED = 1_000_000  # default seeds of `eval`: episodes no training run se
 MAX_GIF_EPISODES = 20         # frames are kept in memory until the GIF is written
 
 
+def check_episode_seeds(seed: int, episodes: int) -> None:
+    """Episodes use seeds seed, seed + 1, ...: all must be valid 32-bit seeds."""
+    if not 0 <= seed <= MAX_SEED - max(episodes, 0):
+        raise UsageError(f"--seed must be in 0..{MAX_SEED - max(episodes, 0):,} (the episodes use seed, seed + 1, ...)")
+
+
 def make_policy(actor: Actor, greedy: bool = True, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """A callable mapping a batch of raw observations (N, obs_dim) to actions (N,)."""
     rng, fast = np.random.default_rng(seed), NumpyActor(actor)
@@ -1499,6 +1546,7 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str = "Mountain
     limit (for MountainCar: the flag)."""
     if not 0 < episodes <= MAX_EVAL_EPISODES:  # one env each, all at once
         raise UsageError(f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
+    check_episode_seeds(seed, episodes)
     envs = make_vec_env(env_id, episodes, fast=fast)
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
@@ -1556,6 +1604,7 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
     if not 0 < episodes <= (MAX_GIF_EPISODES if render == "gif" else MAX_EVAL_EPISODES):
         raise UsageError(f"--episodes must be in 1..{MAX_GIF_EPISODES} for a GIF (or --render human)"
                          if render == "gif" else f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
+    check_episode_seeds(seed, episodes)
     actor = load_actor(path)
     env_id = env_for(actor, env_id)
     policy = make_policy(actor, greedy, seed)
@@ -2073,6 +2122,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
             return 0
         if ns.command == "eval":
+            check_episode_seeds(ns.seed, ns.episodes)
             actor = load_actor(ns.path)
             env_id = env_for(actor, ns.env_id)
             result = evaluate(make_policy(actor, greedy=not ns.stochastic, seed=ns.seed),

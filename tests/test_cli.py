@@ -13,7 +13,8 @@ from helpers import cli, one_line_error
     (["--batch-size", "5000", "--num-envs", "2", "--num-steps", "8"], "--batch-size"),
     (["--gamma", "0"], "--gamma"),
     (["--hidden-sizes", "64,x"], "sizes"),
-    (["--env-id", "Pendulum-v1"], "discrete actions"),
+    (["--env-id", "Pendulum-v1"], "Discrete actions"),
+    (["--env-id", "Blackjack-v1"], "flat Box observation"),
     (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
     (["--env-id", "CartPole-v1"], "--explore-bonus 0"),  # unbounded observations: no grid
     (["--no-such-flag"], "unrecognized"),
@@ -69,3 +70,29 @@ def test_absurd_sizes_are_refused_at_once_and_touch_nothing(argv, words, tmp_pat
 def test_the_preset_flag_offers_exactly_the_presets():
     [preset] = [f for f in pm.dataclasses.fields(pm.Args) if f.name == "preset"]
     assert set(preset.metadata["choices"]) == set(pm.PRESETS)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--actor-lr", "1e400"], "--actor-lr must be a finite number"),
+    (["--ent-coef", "nan"], "--ent-coef must be a finite number"),
+    (["--ent-coef", "inf"], "--ent-coef must be a finite number"),
+    (["--explore-bonus", "inf"], "--explore-bonus must be a finite number"),
+    (["--max-grad-norm", "inf"], "--max-grad-norm must be a finite number"),
+    (["--explore-decay-steps", "0"], "--explore-decay-steps must be positive"),
+    (["--explore-decay-steps", "-5"], "--explore-decay-steps must be positive"),
+    (["--seed", "-1"], "--seed must be in 0..4,294,967,295"),
+    (["--seed", str(2**64)], "--seed must be in 0..4,294,967,295"),
+    (["--update-epochs", "1000000000"], "--update-epochs must be in 1..1,000"),
+    (["--explore-bins", "100000"], "bonus cells"),
+    (["--env-id", "Acrobot-v1"], "use --explore-bins 10 or --explore-bonus 0"),
+    (["--num-envs", "65536", "--num-steps", "256"], "GB for one rollout"),
+    (["eval", "param/pretrained/actor_net.param", "--seed", "-1"], "--seed must be in 0.."),
+    (["replay", "param/pretrained/actor_net.param", "--seed", str(2**64)], "--seed must be in 0.."),
+])
+def test_flags_that_cannot_work_are_one_line_before_anything_runs(argv, words, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(pm.Path(__file__).resolve().parents[1])
+    outdirs = ["--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")] if argv[0] not in ("eval", "replay") else []
+    assert pm.main([*argv, *outdirs]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
+    assert not (tmp_path / "p").exists()  # nothing written
