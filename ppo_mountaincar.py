@@ -80,6 +80,8 @@ class Args:
     episodes: int = _flag(0, "stop after this many training episodes as well (0: no limit)")
     max_episode_steps: int | None = _flag(None, "training time limit per episode; 0 removes "
                                           "it (the tutorial's env.unwrapped); unset: the env's own")
+    device: str = _flag("cpu", "where the networks train: cpu (small MLPs are faster there), gpu, or auto "
+                        "(gpu if this PaddlePaddle is a GPU build)", choices=("cpu", "gpu", "auto"))
     fast_env: bool = _flag(True, "run MountainCar-v0 as one numpy-batched env (same physics "
                            "and seeds as Gymnasium's, much faster)")
     # rollout
@@ -171,6 +173,18 @@ MAX_SEED = 2**32 - 1          # numpy's and Gymnasium's seeds are 32-bit
 MAX_EPOCHS = 1_000
 MAX_RUN_BYTES = 2 * 2**30     # the rollout and the update's copies of it
 MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint)
+
+
+def use_device(name: str) -> str:
+    """Put Paddle on the device --device asks for (a GPU build would otherwise pick gpu:0
+    unasked); returns its name."""
+    gpu_build = paddle.device.is_compiled_with_cuda()
+    if name == "gpu" and not gpu_build:
+        raise UsageError("--device gpu needs PaddlePaddle's GPU build (paddlepaddle-gpu); this one is the "
+                         "CPU build: use --device cpu")
+    device = "gpu" if name == "gpu" or (name == "auto" and gpu_build) else "cpu"
+    paddle.set_device(device)
+    return device
 
 
 def validate_for_env(args: Args) -> None:
@@ -618,6 +632,9 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     progress bar, checkpoints and the best policy."""
     validate(args)
     validate_for_env(args)
+    device = use_device(args.device)
+    if not args.quiet:
+        print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__})", file=sys.stderr)
     paddle.seed(args.seed)
     envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)  # section 7
     space = envs.single_observation_space
@@ -1257,7 +1274,7 @@ class Logbook:
         runs side by side. A metric is a scalar tag; the panel shows its last value."""
         for tag, value in finals.items():
             self.writer.add_scalar(tag, float(value), global_step)
-        skip = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots"}
+        skip = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
         first = ["seed", "preset", "actor_lr", "critic_lr", "ent_coef", "hidden_sizes", "total_timesteps"]
         settings = dataclasses.asdict(self.args)  # the panel's columns: what runs differ in first
         hparams = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)
@@ -1808,7 +1825,7 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "explore_decay_steps": dict(type="int", low=20_000, high=300_000, log=True),
 }
 # Settings that say where a run writes or how it reports, not how it learns: never searched.
-NOT_SEARCHABLE = {"preset", "env_id", "seed", "logdir", "param_dir", "run_name", "quiet", "plots",
+NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "run_name", "quiet", "plots",
                   "save_every", "keep_snapshots", "eval_every", "eval_episodes", "target_return",
                   "fast_env", "episodes", "total_timesteps"}
 
@@ -1997,7 +2014,7 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
 # ---------------------------------------------------------------------------------------
 COMMANDS = ("train", "eval", "replay", "plot", "tune")
 # Flags that may change when a run is resumed; the rest come from the checkpoint.
-RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "eval_every", "eval_episodes",
+RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "device", "eval_every", "eval_episodes",
                    "target_return", "save_every", "keep_snapshots", "logdir"}
 
 

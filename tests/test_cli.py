@@ -86,6 +86,7 @@ def test_the_preset_flag_offers_exactly_the_presets():
     (["--explore-bins", "100000"], "bonus cells"),
     (["--env-id", "Acrobot-v1"], "use --explore-bins 10 or --explore-bonus 0"),
     (["--num-envs", "65536", "--num-steps", "256"], "GB for one rollout"),
+    (["--device", "gpu"], "--device gpu needs PaddlePaddle's GPU build"),
     (["eval", "param/pretrained/actor_net.param", "--seed", "-1"], "--seed must be in 0.."),
     (["replay", "param/pretrained/actor_net.param", "--seed", str(2**64)], "--seed must be in 0.."),
 ])
