@@ -1209,7 +1209,7 @@ class Logbook:
     PHASES = ("collect", "update", "evaluate", "log_and_save", "final_files")
 
     def __init__(self, args: Args, run_dir: Path, global_step: int, episodes_done: int, elapsed: float):
-        from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
+        tqdm = progress_bar_class()
         from visualdl import LogWriter
         self.args = args
         self.writer = LogWriter(logdir=str(run_dir), flush_secs=5)
@@ -1433,7 +1433,8 @@ class Run:
         if stop_signal:
             self.log.close()
             print(f"{signal.Signals(stop_signal).name}: stopped at step {global_step}; checkpoint saved "
-                  f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}", file=sys.stderr)
+                  f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}"
+                  f"  (in Python: resume({str(checkpoint)!r}))", file=sys.stderr)
         else:
             finals = {"final/env_steps": global_step, "final/episodes": episodes_done, "final/train_seconds": seconds}
             if self.keeper.history:
@@ -1479,6 +1480,22 @@ def restore_optimizer(opt: paddle.optimizer.Optimizer, saved: dict[str, np.ndarr
     """Load moments saved by `optimizer_state` into `opt`, under this process's names."""
     names = {v: k for k, v in _structured_names(actor, critic).items()}
     opt.set_state_dict({k: paddle.to_tensor(v) for k, v in _rename_moments(saved, names).items()})
+
+
+def resumed_args(config: dict[str, Any], changes: dict[str, Any]) -> Args:
+    """A checkpoint's settings with `changes`, which may only touch RESUMABLE_FLAGS."""
+    fixed = sorted(k for k, v in changes.items() if k not in RESUMABLE_FLAGS and v != config.get(k))
+    if fixed:
+        raise UsageError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
+                         "start a new run for other settings")
+    return Args(**{**config, "hidden_sizes": tuple(config["hidden_sizes"]), **changes})
+
+
+def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
+    """Continue a run from its checkpoint, as `train --resume PATH` does; `changes` may set
+    e.g. total_timesteps=300_000. Returns the summary, like `train`."""
+    checkpoint = load_checkpoint(path)
+    return train(resumed_args(checkpoint["config"], changes), checkpoint)
 
 
 def unique_run_name(args: Args) -> str:
@@ -1647,6 +1664,33 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
                                                      duration=40, loop=0))
         results[-1]["gif"] = str(out)
     return results
+
+
+def progress_bar_class() -> type:
+    """tqdm's widget in a notebook that has ipywidgets, its text bar everywhere else (where
+    tqdm.auto would warn that ipywidgets is missing)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm
+
+
+def show(*paths: str | Path) -> None:
+    """Show images (PNG figures, a replay GIF) inline in a Jupyter notebook; elsewhere print
+    their paths."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+        inline = getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:
+        inline = False
+    for path in paths:
+        if inline:
+            display(Image(filename=str(path)))
+        else:
+            print(path)
 
 
 def _caption(frame: np.ndarray, text: str) -> Any:
@@ -2107,11 +2151,7 @@ def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None)
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(Args)
              if getattr(ns, f.name, None) is not None}
     if resumed is not None:
-        fixed = sorted(k for k, v in given.items() if k not in RESUMABLE_FLAGS and v != resumed[k])
-        if fixed:
-            raise UsageError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
-                             "start a new run for other settings")
-        return Args(**{**resumed, "hidden_sizes": tuple(resumed["hidden_sizes"]), **given})
+        return resumed_args(resumed, given)
     return preset_args(given.pop("preset", "default"), **given)
 
 
@@ -2204,8 +2244,8 @@ def _tune_command(ns: argparse.Namespace, argv: list[str]) -> int:
         except KeyboardInterrupt:
             return 130
         return 0
-    from tqdm.auto import tqdm
     import optuna
+    tqdm = progress_bar_class()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     command = [sys.executable, str(Path(__file__).resolve()), *[a for a in argv if a != "--worker"], "--worker"]
     if command[2] != "tune":

@@ -34,3 +34,23 @@ def test_every_documented_command_parses(command):
     ns = pm.parse_command_line(argv)
     if ns.command == "train":
         pm.validate(pm.args_from_cli(ns))  # and its settings are accepted
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README_cn.md"])
+def test_every_python_block_runs_in_a_fresh_jupyter_kernel(readme, tmp_path):
+    """The README's python blocks, in order, as cells of a notebook in a real kernel started in
+    an empty folder: no error, no warning on stderr, the figures and the GIF shown inline."""
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / readme).read_text(encoding="utf-8"), re.S)
+    assert blocks
+    setup = f"import sys; sys.path.insert(0, {str(ROOT)!r})"  # the repo folder, where a user runs it
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [setup, *blocks]])
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    assert "Warning" not in stderr, stderr
+    shown = [o for o in outputs if o.output_type == "display_data"]
+    assert sum("image/png" in o.data for o in shown) == 3 and sum("image/gif" in o.data for o in shown) == 1
+    assert (tmp_path / "param" / "img" / "replay.gif").is_file()
