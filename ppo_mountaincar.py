@@ -121,7 +121,9 @@ class Args:
     # output
     logdir: str = _flag("exp", "VisualDL log folder; each run writes to a sub-folder")
     run_name: str | None = _flag(None, "the run's sub-folder name (unset: env__preset__seed__time)")
-    param_dir: str = _flag("param", "checkpoint folder (net_param/ and img/ go inside)")
+    param_dir: str = _flag("param", "each run's policy, snapshots, checkpoint and figures go into "
+                           "<param-dir>/<run name>/; the latest finished run's policy is copied to "
+                           "<param-dir>/net_param/")
     save_every: int = _flag(50, "write a numbered snapshot every N updates (0: never)")
     keep_snapshots: int = _flag(3, "numbered snapshots to keep")
     plots: bool = _flag(True, "write figures to <param-dir>/img at the end")
@@ -633,14 +635,15 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     validate(args)
     validate_for_env(args)
     device = use_device(args.device)
-    if not args.quiet:
-        print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__})", file=sys.stderr)
     paddle.seed(args.seed)
     envs = make_vec_env(args.env_id, args.num_envs, args.max_episode_steps, args.fast_env)  # section 7
     space = envs.single_observation_space
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
     run = Run(args, agent, bonus, space, checkpoint, on_evaluation)
+    if not args.quiet:
+        print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {run.net_dir}",
+              file=sys.stderr)
     global_step, episodes_done, rollouts = (run.counters[k] for k in ("global_step", "episodes_done", "rollouts"))
 
     def finished() -> bool:
@@ -1373,14 +1376,17 @@ class Run:
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None):
         self.args, self.agent, self.bonus, self.on_evaluation = args, agent, bonus, on_evaluation
-        self.net_dir = Path(args.param_dir) / "net_param"
-        self.run_name = checkpoint["run_name"] if checkpoint else unique_run_name(args)
+        if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
+            self.run_name, self.net_dir = claim_run_folders(args)
+        else:  # the folder the checkpoint is in, wherever the run is resumed from
+            self.run_name, self.net_dir = checkpoint["run_name"], Path(checkpoint["path"]).parent
+        self.latest_dir = Path(args.param_dir) / "net_param"  # the latest finished run's policy
         self.keeper = BestPolicy(args, self.net_dir)
         self.checkpoints = Checkpoints(args, self.net_dir)
         self.counters = dict(global_step=0, episodes_done=0, rollouts=0, elapsed=0.0)
         if checkpoint is not None:
             self.counters = restore(checkpoint, agent, bonus, self.keeper)
-        for folder in (self.net_dir, Path(args.logdir) / self.run_name):
+        for folder in (self.net_dir, Path(args.logdir) / self.run_name, self.latest_dir):
             ensure_writable(folder)
         self.log = Logbook(args, Path(args.logdir) / self.run_name, self.counters["global_step"],
                            self.counters["episodes_done"], self.counters["elapsed"])
@@ -1419,7 +1425,8 @@ class Run:
         """Final files: the best evaluated policy (else the latest) and a checkpoint; a summary."""
         self.log.lap("collect")
         counters = dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts)
-        if self.keeper.found and not stop_signal:
+        best_files = [self.net_dir / f"{name}_best.param" for name in ("actor_net", "critic_net")]
+        if self.keeper.found and not stop_signal and all(f.is_file() for f in best_files):
             # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
             for name in ("actor_net", "critic_net"):
                 best_file = self.net_dir / f"{name}_best.param"
@@ -1428,6 +1435,10 @@ class Run:
         else:
             actor_path = self.agent.save_param(self.net_dir)
         checkpoint = self.checkpoints.save(self, counters)
+        if not stop_signal:  # param/net_param/actor_net.param, where the tutorial put it: this run's policy
+            for name in ("actor_net", "critic_net"):
+                atomic_write(self.latest_dir / f"{name}.param",
+                             lambda tmp, src=self.net_dir / f"{name}.param": shutil.copyfile(src, tmp))
         seconds = self.log.seconds()
         best = self.keeper.best
         if stop_signal:
@@ -1443,9 +1454,10 @@ class Run:
             self.log.record_hparams(finals, global_step)
             self.log.close()
             if self.args.plots:
-                plot_run(Path(self.args.logdir) / self.run_name, actor_path, Path(self.args.param_dir) / "img")
+                plot_run(Path(self.args.logdir) / self.run_name, actor_path, self.net_dir / "img")
         self.log.lap("final_files")
-        return dict(run_name=self.run_name, actor_path=str(actor_path), checkpoint=str(checkpoint),
+        return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(Path(self.args.logdir) / self.run_name),
+                    latest_path=str(self.latest_dir / "actor_net.param"), actor_path=str(actor_path), checkpoint=str(checkpoint),
                     **counters, gradient_steps=self.agent.gradient_steps, seconds=seconds,
                     best_eval=best, eval_history=self.keeper.history, interrupted=stop_signal,
                     started=self.log.start, time_split=self.log.clock)
@@ -1498,12 +1510,27 @@ def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
     return train(resumed_args(checkpoint["config"], changes), checkpoint)
 
 
-def unique_run_name(args: Args) -> str:
-    """<env>__<preset>__seed<N>__<time>, with a suffix if that folder exists already (two
-    runs started in the same second, e.g. from a notebook)."""
-    name = args.run_name or f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    taken = {p.name for p in Path(args.logdir).glob(name + "*")}
-    return next(n for n in (name, *(f"{name}-{i}" for i in range(2, 10**6))) if n not in taken)
+def claim_run_folders(args: Args) -> tuple[str, Path]:
+    """A run name (--run-name, else <env>__<preset>__seed<N>__<time>) whose folders under
+    --param-dir and --logdir this run creates itself, so no other run writes into them: a
+    suffix -2, -3, ... when the name is taken (two runs started in the same second)."""
+    base = args.run_name or f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 10_000):
+        name = base if i == 1 else f"{base}-{i}"
+        run_dir, log_dir = Path(args.param_dir) / name, Path(args.logdir) / name
+        try:
+            Path(args.param_dir).mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir()  # exclusive: fails if another run has it
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UsageError(f"cannot write to {args.param_dir} ({e.strerror}); choose another folder with "
+                             "--param-dir") from None
+        if log_dir.exists():  # logs of an older run by this name: pick another name for both
+            run_dir.rmdir()
+            continue
+        return name, run_dir
+    raise UsageError(f"too many runs named {base} in {args.param_dir}; pass --run-name")
 
 
 def ensure_writable(folder: Path) -> None:
@@ -1522,7 +1549,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     everything `train` restores, of the right kinds, before anything is built from it."""
     state = load_state(path)
     if state.get("kind") != "checkpoint":
-        raise UsageError(f"{path} is not a training checkpoint; pass param/net_param/{CHECKPOINT}")
+        raise UsageError(f"{path} is not a training checkpoint; pass param/<run name>/{CHECKPOINT}")
     kinds = dict(config=dict, run_name=str, actor=dict, critic=dict, optimizer=dict, counters=dict,
                  best=dict, history=list, rng=dict)
     wrong = next((k for k, kind in kinds.items() if not isinstance(state.get(k), kind)), None)
@@ -1544,6 +1571,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if wrong is not None:
         raise UsageError(f"{path} is damaged or from another version (its {wrong}); start a new run "
                          "or resume another checkpoint")
+    state["path"] = str(Path(path).resolve())  # the run's folder is where its checkpoint is
     return state
 
 
@@ -2113,7 +2141,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "parameter importances, and exit")
     tn.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs processes
     tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
-                    f"(param/net_param/{CHECKPOINT}); its config is reused")
+                    f"(param/<run name>/{CHECKPOINT}); its config is reused")
     trust = dict(action="store_true", help="let --env-id name a module to import, as in "
                  "mymodule:MyEnv-v0 (Gymnasium imports it: only for code you trust)")
     tp.add_argument("--allow-env-module", **trust)
@@ -2139,8 +2167,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Draw the training curve, the losses, and the policy and value maps.")
     pp.add_argument("run", nargs="?", help="run folder under ./exp [the newest]")
     pp.add_argument("--logdir", default="exp", help="where to look for the newest run [exp]")
-    pp.add_argument("--param", default=str(Path("param") / "net_param" / "actor_net.param"),
-                    help="actor .param for the policy/value maps [param/net_param/actor_net.param]")
+    pp.add_argument("--param", help="actor .param for the policy/value maps [the run's own: "
+                    "param/<run name>/actor_net.param]")
+    pp.add_argument("--param-dir", default="param", help="where the runs' folders are [param]")
     pp.add_argument("--out", default=str(Path("param") / "img"), help="folder for the PNGs [param/img]")
     return parser
 
@@ -2175,7 +2204,10 @@ def main(argv: list[str] | None = None) -> int:
             return _tune_command(ns, sys.argv[1:] if argv is None else list(argv))
         if ns.command == "plot":
             run = Path(ns.run) if ns.run else latest_run(ns.logdir)
-            for path in plot_run(run, ns.param, ns.out):
+            actor = ns.param or Path(ns.param_dir) / run.name / "actor_net.param"
+            if ns.param is None and not Path(actor).is_file():
+                print(f"note: no policy of {run.name} in {ns.param_dir}; drawing its curves only", file=sys.stderr)
+            for path in plot_run(run, actor, ns.out):
                 print(path)
             return 0
         if ns.command == "eval":
@@ -2295,7 +2327,7 @@ def _train_command(ns: argparse.Namespace) -> int:
     try:
         summary = train(args, checkpoint)
     except TrainingDiverged as e:
-        print(f"error: training stopped: {e}; the files in {Path(args.param_dir) / 'net_param'} are "
+        print(f"error: training stopped: {e}; the run's files under {args.param_dir}/ are "
               "from before it; lower --actor-lr / --critic-lr, or --resume the last checkpoint", file=sys.stderr)
         return 1
     except OSError as e:
@@ -2303,17 +2335,20 @@ def _train_command(ns: argparse.Namespace) -> int:
               "intact; free space or fix permissions, then --resume the last checkpoint", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
-        print(f"stopped at once; the last checkpoint in {Path(args.param_dir) / 'net_param'} is intact",
+        print(f"stopped at once; the run's last checkpoint under {args.param_dir}/ is intact",
               file=sys.stderr)
         return 130
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the run said how to resume
     print(f"trained {summary['global_step']} steps, {summary['episodes_done']} episodes in "
-          f"{summary['seconds']:.1f} s; policy: {summary['actor_path']}")
+          f"{summary['seconds']:.1f} s")
     if summary["best_eval"]["mean_return"] > -np.inf:
         b = summary["best_eval"]
-        print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} "
-              f"(kept as {summary['actor_path']})")
+        print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} (kept as the policy)")
+    print(f"run folder: {summary['run_dir']} (policy, best and numbered snapshots, checkpoint, figures in img/)\n"
+          f"policy: {summary['latest_path']} (a copy: the latest finished run's)\n"
+          f"logs: {summary['log_dir']}; watch them with: "
+          f"visualdl --logdir {Path(args.logdir)} --language en --disable-telemetry")
     return 0
 
 

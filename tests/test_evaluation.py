@@ -70,16 +70,16 @@ def test_plot_draws_the_figures_of_a_run(tmp_path):
     args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=2048,
                    eval_every=1024, eval_episodes=5, quiet=True, logdir=str(tmp_path / "exp"),
                    param_dir=str(tmp_path / "param"))
-    pm.train(args)  # plots at the end
-    img = tmp_path / "param" / "img"
+    summary = pm.train(args)  # plots at the end, into the run's folder
+    img = Path(summary["run_dir"]) / "img"
     names = {"training_curve.png", "losses.png", "policy_value.png"}
     assert {p.name for p in img.iterdir()} == names
     for p in img.iterdir():
         im = Image.open(p)
         assert im.size[0] > 600 and np.asarray(im.convert("L")).std() > 10  # not blank
     # and again from the logs, through the command line
-    proc = cli("plot", "--logdir", str(tmp_path / "exp"), "--param",
-               str(tmp_path / "param" / "net_param" / "actor_net.param"), "--out", str(tmp_path / "again"))
+    proc = cli("plot", "--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param"),
+               "--out", str(tmp_path / "again"))  # the run's own actor draws the maps
     assert proc.returncode == 0, proc.stderr
     assert {Path(line).name for line in proc.stdout.split()} == names
 
@@ -91,8 +91,8 @@ def test_figures_leave_a_notebooks_matplotlib_backend_alone(tmp_path):
     try:
         args = pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
                        eval_every=0, quiet=True, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
-        pm.train(args)  # plots at the end
-        assert (tmp_path / "param" / "img" / "policy_value.png").is_file()
+        summary = pm.train(args)  # plots at the end
+        assert (Path(summary["run_dir"]) / "img" / "policy_value.png").is_file()
         assert matplotlib.get_backend() == "svg"
     finally:
         matplotlib.use(before)

@@ -2,6 +2,7 @@
 processes, unwritable folders, NaN."""
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    ckpt_path = tmp_path / "param" / "net_param" / pm.CHECKPOINT
+    ckpt_path, = (tmp_path / "param").glob(f"*/{pm.CHECKPOINT}")  # in the run's own folder
     assert f"--resume {ckpt_path}" in err and "Traceback" not in err
     first = pm.load_checkpoint(ckpt_path)["counters"]
     assert first["rollouts"] > 0 and first["global_step"] > 0
@@ -148,8 +149,40 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
     monkeypatch.setattr(pm.PPO, "update", poisoned)
     code = pm.main(["--total-timesteps", "4096", "--save-every", "1", *QUICK, *dirs])
     assert code == 1
-    net = tmp_path / "param" / "net_param"
+    net = next((tmp_path / "param").glob(f"*/{pm.CHECKPOINT}")).parent
     ckpt = pm.load_checkpoint(net / pm.CHECKPOINT)
     assert ckpt["counters"]["rollouts"] == 2  # the last good one
     assert np.isfinite(ckpt["actor"]["net.0.weight"]).all()
     assert not (net / "actor_net.param").exists() or np.isfinite(pm.load_state(net / "actor_net.param")["net.0.weight"]).all()
+
+
+def test_two_trainings_in_one_folder_never_share_files(tmp_path):
+    # the same command twice at once, with the same run name: each gets folders of its own
+    argv = [sys.executable, str(ROOT / "ppo_mountaincar.py"), "--total-timesteps", "1024", *QUICK,
+            "--run-name", "same", "--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert all(p.wait(timeout=180) == 0 for p in procs), [p.stderr.read() for p in procs]
+    assert sorted(p.name for p in (tmp_path / "param").iterdir()) == ["net_param", "same", "same-2"]
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["same", "same-2"]
+    for name in ("same", "same-2"):  # each run's checkpoint holds its own network
+        ckpt = pm.load_checkpoint(tmp_path / "param" / name / pm.CHECKPOINT)
+        assert ckpt["run_name"] == name
+        actor = pm.load_state(tmp_path / "param" / name / "actor_net.param")
+        assert np.array_equal(actor["net.0.weight"], ckpt["actor"]["net.0.weight"]) or ckpt["best"]
+
+
+def test_a_moved_checkpoint_resumes_into_its_new_folder(tmp_path):
+    first = tmp_path / "first"
+    assert cli("--total-timesteps", "512", *QUICK, "--run-name", "moved", cwd=tmp_path / "first"
+               if first.mkdir() is None else first).returncode == 0
+    shutil.move(str(first / "param" / "moved"), str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere" / "actor_net_best.param").unlink(missing_ok=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    done = cli("train", "--resume", str(tmp_path / "elsewhere" / pm.CHECKPOINT), "--total-timesteps", "1024",
+               "--quiet", cwd=other)
+    assert done.returncode == 0, done.stderr
+    ckpt = pm.load_checkpoint(tmp_path / "elsewhere" / pm.CHECKPOINT)
+    assert ckpt["counters"]["global_step"] >= 1024  # written where the checkpoint is now
+    assert (tmp_path / "elsewhere" / "actor_net.param").is_file()
+    assert not (first / "param" / "moved").exists()

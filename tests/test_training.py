@@ -25,8 +25,11 @@ def test_short_run_writes_visualdl_records_and_param_files(outdirs):
     assert [v for _, v in scalars["Steptime/steptime"]] == [200] * 8
     lrs = [v for _, v in scalars["train/learning_rate"]]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]  # annealed
-    net = Path(outdirs["param_dir"]) / "net_param"
+    net = Path(summary["run_dir"])  # the run's own folder
+    assert net == Path(outdirs["param_dir"]) / summary["run_name"]
     assert (net / "actor_net.param").is_file() and (net / "critic_net.param").is_file()
+    latest = Path(outdirs["param_dir"]) / "net_param" / "actor_net.param"  # where the tutorial looks
+    assert latest.read_bytes() == (net / "actor_net.param").read_bytes()
     # snapshots every 2 updates (4 written), only the newest 2 kept
     assert sorted(p.name for p in net.glob("actor_net_0*.param")) == \
         ["actor_net_000006.param", "actor_net_000008.param"]
