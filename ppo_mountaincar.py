@@ -24,6 +24,7 @@ Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. the comman
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -1215,7 +1216,14 @@ class Logbook:
         tqdm = progress_bar_class()
         from visualdl import LogWriter
         self.args = args
-        self.writer = LogWriter(logdir=str(run_dir), flush_secs=5)
+        # A resumed run appends to its own records file: VisualDL's server reads only the
+        # newest file of a run folder, so a second file would hide the run's past.
+        existing = sorted(run_dir.glob("vdlrecords.*"))
+        if existing:
+            trim_torn_record(existing[-1])
+        with contextlib.redirect_stdout(io.StringIO()):  # VisualDL prints that it appends
+            self.writer = LogWriter(logdir=str(run_dir), flush_secs=5,
+                                    file_name=existing[-1].name if existing else "")
         self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), 0)
         self.bar = tqdm(total=args.episodes or args.total_timesteps,
                         initial=episodes_done if args.episodes else min(global_step, args.total_timesteps),
@@ -1288,6 +1296,21 @@ class Logbook:
     def close(self) -> None:
         self.writer.close()
         self.bar.close()
+
+
+def trim_torn_record(path: Path) -> None:
+    """Cut a VisualDL records file after its last whole record (8-byte length, then the
+    record): a run killed while writing leaves a torn one, which would garble what follows."""
+    data = path.read_bytes()
+    end = 0
+    while end + 8 <= len(data):
+        length = int.from_bytes(data[end:end + 8], "little")
+        if end + 8 + length > len(data):
+            break
+        end += 8 + length
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
 
 
 class BestPolicy:

@@ -162,3 +162,43 @@ def test_absurd_episode_counts_are_refused_from_python_too(tmp_path):
     with pytest.raises(pm.UsageError, match="--episodes must be in"):
         pm.evaluate(pm.load_policy(PRETRAINED), "MountainCar-v0", episodes=10**9)
     assert not (tmp_path / "r.gif").exists()
+
+
+def served_points(logdir: Path, run_name: str, tags: list[str]) -> dict[str, int]:
+    """How many points of each scalar tag a VisualDL server started now serves for a run."""
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("visualdl")), "--logdir", str(logdir),
+                               "--host", "127.0.0.1", "--port", str(port), "--language", "en",
+                               "--disable-telemetry"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                get(base + "/app/scalar")
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "VisualDL did not start"
+                time.sleep(0.5)
+        [run] = [r for r in json.loads(get(base + "/app/api/runs")[1])["data"] if r.endswith(run_name)]
+        return {tag: len(json.loads(get(f"{base}/app/api/scalar/list?" + urllib.parse.urlencode(
+            {"run": run, "tag": tag}))[1])["data"]) for tag in tags}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_a_resumed_run_shows_its_whole_past_in_a_new_visualdl_server(tmp_path):
+    args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=1024,
+                   eval_every=256, eval_episodes=5, quiet=True, plots=False, run_name="whole",
+                   logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
+    first = pm.train(args)
+    records, = (tmp_path / "exp" / "whole").glob("vdlrecords.*")
+    with open(records, "ab") as f:  # a write torn by kill -9: a length with half its record
+        f.write((500).to_bytes(8, "little") + b"torn")
+    second = pm.resume(first["checkpoint"], total_timesteps=2048)
+    third = pm.resume(second["checkpoint"], total_timesteps=3072)
+    assert len(list((tmp_path / "exp" / "whole").glob("vdlrecords.*"))) == 1  # one series
+    counts = served_points(tmp_path / "exp", "whole", ["loss/action_loss", "eval/mean_return"])
+    assert counts == {"loss/action_loss": third["rollouts"], "eval/mean_return": len(third["eval_history"])}
+    assert third["rollouts"] == 12 and len(third["eval_history"]) == 12
