@@ -149,6 +149,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings that say where a run writes or how it reports, not what it learns.
+OUTPUT_SETTINGS = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
+SHORT_NAMES = {"actor_lr": "alr", "critic_lr": "clr", "ent_coef": "ent", "hidden_sizes": "h",
+               "total_timesteps": "steps", "num_envs": "envs", "num_steps": "nsteps", "batch_size": "bs",
+               "update_epochs": "epochs", "gae_lambda": "lam", "explore_bonus": "bonus",
+               "explore_decay_steps": "bdecay", "max_grad_norm": "gradclip"}
+
+
+def changed_settings(args: Args) -> dict[str, Any]:
+    """The training settings in which `args` differs from its preset (seed and env apart)."""
+    preset = preset_args(args.preset) if args.preset in PRESETS else Args()
+    return {k: v for k, v in dataclasses.asdict(args).items()
+            if k not in OUTPUT_SETTINGS | {"seed", "env_id", "preset"} and v != getattr(preset, k)}
+
+
 def preset_args(name: str = "default", **overrides: Any) -> Args:
     """The settings of a preset with some fields changed, e.g. preset_args("tutorial", seed=2)."""
     if name not in PRESETS:
@@ -1285,12 +1300,14 @@ class Logbook:
         runs side by side. A metric is a scalar tag; the panel shows its last value."""
         for tag, value in finals.items():
             self.writer.add_scalar(tag, float(value), global_step)
-        skip = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
-        first = ["seed", "preset", "actor_lr", "critic_lr", "ent_coef", "hidden_sizes", "total_timesteps"]
-        settings = dataclasses.asdict(self.args)  # the panel's columns: what runs differ in first
-        hparams = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)
-                   for k, v in sorted(settings.items(), key=lambda kv: kv[0] not in first or first.index(kv[0]))
-                   if k not in skip and v is not None}
+        # At most 8 columns (VisualDL's parallel-coordinates view hangs the browser with 9 or
+        # more): the preset, the seed, what this run changed, then the usual suspects.
+        settings = dataclasses.asdict(self.args)
+        names = ["preset", "seed", *changed_settings(self.args),
+                 "actor_lr", "ent_coef", "hidden_sizes", "total_timesteps", "env_id"]
+        chosen = list(dict.fromkeys(names))[:8]
+        hparams = {k: settings[k] if isinstance(settings[k], (int, float, str)) and not isinstance(settings[k], bool)
+                   else str(settings[k]) for k in chosen}
         self.writer.add_hparams(hparams, list(finals))
 
     def close(self) -> None:
@@ -1470,10 +1487,13 @@ class Run:
                   f"to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}"
                   f"  (in Python: resume({str(checkpoint)!r}))", file=sys.stderr)
         else:
-            finals = {"final/env_steps": global_step, "final/episodes": episodes_done, "final/train_seconds": seconds}
+            # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
+            # display exactly (-109.17 would show as -109.16999816894531)
+            finals = {"final/env_steps": global_step, "final/episodes": episodes_done,
+                      "final/train_seconds": round(seconds)}
             if self.keeper.history:
-                finals.update({"final/best_eval_return": best["mean_return"],
-                               "final/best_eval_success_rate": best["success_rate"]})
+                finals.update({"final/best_eval_return": round(best["mean_return"] * 8) / 8,
+                               "final/best_eval_success_pct": round(100 * best["success_rate"])})
             self.log.record_hparams(finals, global_step)
             self.log.close()
             if self.args.plots:
@@ -1537,7 +1557,11 @@ def claim_run_folders(args: Args) -> tuple[str, Path]:
     """A run name (--run-name, else <env>__<preset>__seed<N>__<time>) whose folders under
     --param-dir and --logdir this run creates itself, so no other run writes into them: a
     suffix -2, -3, ... when the name is taken (two runs started in the same second)."""
-    base = args.run_name or f"{args.env_id}__{args.preset}__seed{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    # what runs differ in comes first: VisualDL's run list shows only a name's beginning
+    changes = ",".join(f"{SHORT_NAMES.get(k, k)}={'x'.join(map(str, v)) if isinstance(v, tuple) else f'{v:.3g}' if isinstance(v, float) else v}"
+                       for k, v in changed_settings(args).items())[:60]
+    base = args.run_name or "__".join([args.preset + ("," + changes if changes else ""), f"seed{args.seed}",
+                                       args.env_id, time.strftime("%Y%m%d-%H%M%S")])
     for i in range(1, 10_000):
         name = base if i == 1 else f"{base}-{i}"
         run_dir, log_dir = Path(args.param_dir) / name, Path(args.logdir) / name
