@@ -1278,7 +1278,7 @@ class Logbook:
         self.writer.add_scalar("loss/action_loss", float(stats["policy_loss"].mean()), agent.gradient_steps - 1)
         self.writer.add_scalar("loss/value_loss", float(stats["value_loss"].mean()), agent.gradient_steps - 1)
         for key in ("entropy", "approx_kl", "clip_fraction", "explained_variance"):
-            self.writer.add_scalar(f"loss/{key}", float(stats[key]), global_step)
+            self.writer.add_scalar(f"diagnostics/{key}", float(stats[key]), global_step)
         sps = global_step / self.seconds()
         self.writer.add_scalar("train/learning_rate", float(agent.optimizer.get_lr()), global_step)
         self.writer.add_scalar("train/steps_per_second", sps, global_step)
@@ -1807,8 +1807,10 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
     observations, the policy and value maps with a greedy trajectory. Returns their paths.
     Figures are drawn without pyplot, so a notebook's own matplotlib backend is left alone."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     img_dir, scalars, written = Path(img_dir), read_scalars(run_dir), []
+    steps_formatter = FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}")
 
     def save(fig: Any, name: str) -> None:  # fixed margins: tight_layout would draw each figure twice
         atomic_write(img_dir / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
@@ -1827,12 +1829,13 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
         ax.plot(*scalars["eval/mean_return"], "o-", ms=3, color="tab:orange", label="greedy evaluation (100 ep.)")
     ax.axhline(-110, ls="--", color="gray", label="solved (-110)")
     ax.set(xlabel="environment steps", ylabel="episode return", title=f"Training curve: {Path(run_dir).name}")
+    ax.xaxis.set_major_formatter(steps_formatter)
     ax.legend(loc="lower right")
     save(fig, "training_curve.png")
 
     panels = [("loss/action_loss", "action (clipped surrogate) loss"), ("loss/value_loss", "value loss"),
-              ("loss/entropy", "policy entropy"), ("loss/approx_kl", "approx. KL"),
-              ("loss/clip_fraction", "clip fraction"), ("loss/explained_variance", "explained variance")]
+              ("diagnostics/entropy", "policy entropy"), ("diagnostics/approx_kl", "approx. KL"),
+              ("diagnostics/clip_fraction", "clip fraction"), ("diagnostics/explained_variance", "explained variance")]
     fig = Figure(figsize=(12, 6))
     fig.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=0.95, wspace=0.3, hspace=0.35)
     axes = fig.subplots(2, 3)
@@ -1844,6 +1847,8 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
             ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, "valid"), lw=1.5)
         ax.set(title=title, xlabel="minibatch update" if tag.endswith(("action_loss", "value_loss"))
                else "environment steps")
+        ax.xaxis.set_major_formatter(steps_formatter)
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # a few short labels: they ran together
     save(fig, "losses.png")
 
     if actor_path is not None and Path(actor_path).is_file():
@@ -1887,8 +1892,13 @@ def policy_value_images(actor: Actor, critic: Critic, low: np.ndarray, high: np.
         pixels = np.repeat(np.repeat((rgba[::-1, :, :3] * 255).astype(np.uint8), 5, 0), 5, 1)  # velocity up
         image = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + 40), "white")
         image.paste(Image.fromarray(pixels))
-        ImageDraw.Draw(image).text((6, pixels.shape[0] + 3), f"x: position, y: velocity\n{text}", fill="black",
-                                   font=ImageFont.load_default(size=15))
+        draw, small = ImageDraw.Draw(image), ImageFont.load_default(size=12)
+        draw.text((6, pixels.shape[0] + 3), f"x: position, y: velocity\n{text}", fill="black",
+                  font=ImageFont.load_default(size=15))
+        h, w = pixels.shape[:2]  # the axis ranges at the picture's edges, as ticks would say
+        for xy, label, anchor in (((2, h - 2), f"{low[0]:g}", "ld"), ((w - 2, h - 2), f"{high[0]:g}", "rd"),
+                                  ((2, 2), f"v {high[1]:g}", "la"), ((2, h - 16), f"v {low[1]:g}", "ld")):
+            draw.text(xy, label, fill="white", font=small, anchor=anchor, stroke_width=2, stroke_fill="black")
         images[tag] = np.asarray(image)
     return images
 

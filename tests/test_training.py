@@ -16,8 +16,8 @@ def test_short_run_writes_visualdl_records_and_param_files(outdirs):
     assert summary["global_step"] == 2048 and summary["rollouts"] == 8
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for tag in ("loss/action_loss", "loss/value_loss", "Steptime/steptime", "episode/return",
-                "episode/length", "loss/entropy", "loss/approx_kl", "loss/clip_fraction",
-                "loss/explained_variance", "train/learning_rate", "train/steps_per_second"):
+                "episode/length", "diagnostics/entropy", "diagnostics/approx_kl", "diagnostics/clip_fraction",
+                "diagnostics/explained_variance", "train/learning_rate", "train/steps_per_second"):
         assert scalars.get(tag), f"no records for {tag}"
     # one action-loss record per update, at its last minibatch step (2 epochs x 4 minibatches)
     assert [step for step, _ in scalars["loss/action_loss"]] == list(range(7, 64, 8))
