@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -895,7 +896,12 @@ def network_meta(actor: Actor, args: Args) -> dict[str, Any]:
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temporary file in the same folder, then rename it into place:
-    a crash at any moment leaves either the old file or the new one, never half of one."""
+    a crash at any moment leaves either the old file or the new one, never half of one.
+    A symlink is written through to its target; a target that is not a regular file (a
+    device, a folder) is refused."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} is not a regular file; write to a file path instead")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -910,6 +916,17 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = 60.0) -> None:
+    """Delete the temporaries of writes that a kill interrupted (a write takes well under
+    a minute, so a younger one may belong to a run still writing)."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def numpy_state(layer: nn.Layer) -> dict[str, np.ndarray]:
@@ -1315,9 +1332,9 @@ class Logbook:
         self.bar.close()
 
 
-def trim_torn_record(path: Path) -> None:
-    """Cut a VisualDL records file after its last whole record (8-byte length, then the
-    record): a run killed while writing leaves a torn one, which would garble what follows."""
+def whole_records_end(path: Path) -> int:
+    """Where the last whole record of a VisualDL records file ends (a record: an 8-byte
+    length, then that many bytes)."""
     data = path.read_bytes()
     end = 0
     while end + 8 <= len(data):
@@ -1325,7 +1342,14 @@ def trim_torn_record(path: Path) -> None:
         if end + 8 + length > len(data):
             break
         end += 8 + length
-    if end < len(data):
+    return end
+
+
+def trim_torn_record(path: Path) -> None:
+    """Cut a VisualDL records file after its last whole record: a run killed while writing
+    leaves a torn one, which would garble what a resumed run appends."""
+    end = whole_records_end(path)
+    if end < path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(end)
 
@@ -1428,6 +1452,7 @@ class Run:
             self.counters = restore(checkpoint, agent, bonus, self.keeper)
         for folder in (self.net_dir, Path(args.logdir) / self.run_name, self.latest_dir):
             ensure_writable(folder)
+            remove_stale_temporaries(folder)
         self.log = Logbook(args, Path(args.logdir) / self.run_name, self.counters["global_step"],
                            self.counters["episodes_done"], self.counters["elapsed"])
         # a 2-D bounded observation (MountainCar's position, velocity) can be drawn as maps
@@ -1743,12 +1768,14 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
 
 def progress_bar_class() -> type:
     """tqdm's widget in a notebook that has ipywidgets, its text bar everywhere else (where
-    tqdm.auto would warn that ipywidgets is missing)."""
+    tqdm.auto would warn that ipywidgets is missing); no bar at all when stderr is closed."""
     try:
         import ipywidgets  # noqa: F401
         from tqdm.auto import tqdm
     except ImportError:
         from tqdm.std import tqdm
+    if sys.stderr is None or sys.stderr.closed:
+        return functools.partial(tqdm, disable=True)
     return tqdm
 
 
@@ -1786,10 +1813,15 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]
     if not files:
         raise UsageError(f"no VisualDL records in {run_dir}; pass a run folder under ./exp")
     series: dict[str, list[tuple[int, float]]] = {}
-    for f in files:  # a resumed run adds a file to the same folder
-        reader = LogReader(file_path=str(f))
-        for tag in reader.get_tags().get("scalar", []):
-            series.setdefault(tag, []).extend((r.id, r.value) for r in reader.get_data("scalar", tag))
+    for f in files:  # runs of older versions added a file per resume
+        try:
+            if f.stat().st_size and not whole_records_end(f):  # VisualDL would allocate what it claims
+                raise ValueError("no whole record")
+            reader = LogReader(file_path=str(f))
+            for tag in reader.get_tags().get("scalar", []):
+                series.setdefault(tag, []).extend((r.id, r.value) for r in reader.get_data("scalar", tag))
+        except Exception as e:  # noqa: BLE001 - a damaged file fails deep inside protobuf
+            raise UsageError(f"cannot read the VisualDL records {f} ({type(e).__name__}); the file is damaged") from None
     return {tag: tuple(np.array(x) for x in zip(*sorted(pts))) for tag, pts in series.items()}
 
 
@@ -1853,9 +1885,11 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
 
     if actor_path is not None and Path(actor_path).is_file():
         actor = load_actor(actor_path)
-        critic_path = Path(actor_path).with_name(Path(actor_path).name.replace("actor_net", "critic_net"))
+        name = Path(actor_path).name
+        # the critic saved beside an actor_net*.param; another name is drawn without the value map
+        critic_path = Path(actor_path).with_name(name.replace("actor_net", "critic_net")) if "actor_net" in name else None
         if actor.meta["obs_dim"] == 2 and actor.meta["env_id"]:
-            critic = load_critic(critic_path) if critic_path.is_file() else None
+            critic = load_critic(critic_path) if critic_path is not None and critic_path.is_file() else None
             save(policy_value_figure(actor, critic), "policy_value.png")
     return written
 
@@ -2262,10 +2296,10 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "plot":
             run = Path(ns.run) if ns.run else latest_run(ns.logdir)
             actor = ns.param or Path(ns.param_dir) / run.name / "actor_net.param"
-            if ns.param is None and not Path(actor).is_file():
-                print(f"note: no policy of {run.name} in {ns.param_dir}; drawing its curves only", file=sys.stderr)
             for path in plot_run(run, actor, ns.out):
                 print(path)
+            if ns.param is None and not Path(actor).is_file():
+                print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
             return 0
         if ns.command == "eval":
             check_episode_seeds(ns.seed, ns.episodes)
@@ -2287,6 +2321,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # writing a GIF or a figure: a full disk, a read-only folder, a file for a folder
+        if isinstance(e, BrokenPipeError):  # `eval | head`: the reader has gone, nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
+              "or free space", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C in eval, replay or plot: nothing half-written stays
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _as_flags(settings: dict[str, Any]) -> list[str]:

@@ -1,5 +1,7 @@
-"""The command line (section 12): help, and mistakes that end in one line and exit code 2."""
+"""The command line (section 13): help, and mistakes that end in one line and exit code 2."""
 import os
+import subprocess
+import sys
 import time
 
 import ppo_mountaincar as pm
@@ -97,3 +99,44 @@ def test_flags_that_cannot_work_are_one_line_before_anything_runs(argv, words, t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
     assert not (tmp_path / "p").exists()  # nothing written
+
+
+def test_output_mishaps_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(pm.Path(__file__).resolve().parents[1])
+    policy = "param/pretrained/actor_net.param"
+    target = tmp_path / "real.gif"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.gif"
+    link.symlink_to(target)
+    # a symlink is written through to its target, and stays a link
+    assert pm.main(["replay", policy, "--episodes", "1", "--out", str(link)]) == 0
+    assert link.is_symlink() and target.read_bytes()[:3] == b"GIF"
+    # a target that is not a regular file is refused; so is a folder that is a file
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert pm.main(["replay", policy, "--episodes", "1", "--out", str(fifo)]) == 2
+    run = pm.train(pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
+                           eval_every=0, quiet=True, plots=False, logdir=str(tmp_path / "exp"),
+                           param_dir=str(tmp_path / "param")))
+    assert pm.main(["plot", str(tmp_path / "exp" / run["run_name"]), "--out", str(target)]) == 2  # a file
+    (tmp_path / "runs").mkdir()
+    assert pm.main(["plot", str(tmp_path / "runs")]) == 2  # no records there
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error:") for line in lines), lines
+    assert "not a regular file" in lines[0]
+
+
+def test_a_damaged_records_file_is_one_line(tmp_path, capsys):
+    run = tmp_path / "exp" / "run"
+    run.mkdir(parents=True)
+    (run / "vdlrecords.1.log").write_bytes(os.urandom(64))
+    assert pm.main(["plot", str(run), "--out", str(tmp_path / "img")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged" in err[0], err
+
+
+def test_eval_into_a_closed_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} {pm.Path(__file__).resolve().parents[1] / 'ppo_mountaincar.py'} "
+                          "eval param/pretrained/actor_net.param --json | head -c 0", shell=True,
+                          cwd=pm.Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
