@@ -657,7 +657,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     space = envs.single_observation_space
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
-    run = Run(args, agent, bonus, space, checkpoint, on_evaluation)
+    run = Run(args, agent, bonus, envs, checkpoint, on_evaluation)
     if not args.quiet:
         print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {run.net_dir}",
               file=sys.stderr)
@@ -666,10 +666,11 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     def finished() -> bool:
         return global_step >= args.total_timesteps or 0 < args.episodes <= episodes_done
 
-    obs, _ = envs.reset(seed=env_seeds(args, rollouts))
+    obs = run.start_envs(env_seeds(args, rollouts))  # new episodes, or a checkpoint's where they were
     with StopSignal() as stop:  # Ctrl-C or SIGTERM: finish the step, keep a checkpoint
         while not finished():
             agent.anneal(max(0.0, 1.0 - global_step / args.total_timesteps))
+            run.begin_rollout(global_step, episodes_done)  # what a stop during it goes back to
 
             # 1. Collect a rollout with the current policy.
             while not agent.buffer.full and not stop.requested:
@@ -690,8 +691,8 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
                         agent.buffer.size * args.num_envs >= args.batch_size:
                     break  # the tutorial's schedule: update at an episode's end
             run.log.lap("collect")
-            if stop.requested:
-                agent.buffer.clear()  # a partial rollout is dropped; the checkpoint is before it
+            if stop.requested:  # a partial rollout is dropped: the checkpoint is from before it
+                global_step, episodes_done, obs = run.undo_rollout()
                 break
 
             # 2. Learn from it: advantages, then epochs of clipped minibatch updates.
@@ -699,9 +700,8 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
             rollouts += 1
             run.log.lap("update")
 
-            # 3. Log it, and now and then save and evaluate (keeping the best policy).
-            run.after_update(stats, global_step, episodes_done, rollouts)
-            if run.evaluate_if_due(global_step, last=finished()):
+            # 3. Log it; now and then evaluate (keeping the best policy), then save.
+            if run.after_update(stats, global_step, episodes_done, rollouts, last=finished()):
                 break  # --target-return reached
         summary = run.finish(global_step, episodes_done, rollouts, stop.signum)
     envs.close()
@@ -861,6 +861,27 @@ class MountainCarVecEnv(gym.vector.VectorEnv):
         pos = np.clip(pos + vel, cls.MIN_POS, cls.MAX_POS)
         vel = np.where((pos == cls.MIN_POS) & (vel < 0), 0.0, vel)
         return pos, vel, (pos >= cls.GOAL_POS) & (vel >= 0)
+
+    def get_state(self) -> dict[str, Any]:
+        """Every car's position, velocity, elapsed steps and RNG: what a checkpoint needs to
+        continue these episodes exactly."""
+        return dict(pos=self.pos.copy(), vel=self.vel.copy(), elapsed=self.elapsed.copy(),
+                    rngs=[rng.bit_generator.state for rng in self.rngs])
+
+    def set_state(self, state: dict[str, Any]) -> np.ndarray:
+        """Put the cars back as `get_state` saw them; returns their observations."""
+        try:
+            pos, vel, elapsed = (np.asarray(state[k], dtype) for k, dtype in
+                                 (("pos", np.float64), ("vel", np.float64), ("elapsed", np.int64)))
+            if not (pos.shape == vel.shape == elapsed.shape == (self.num_envs,)) or len(state["rngs"]) != self.num_envs:
+                raise ValueError("sizes")
+            rngs = [gym.utils.seeding.np_random()[0] for _ in range(self.num_envs)]
+            for rng, saved in zip(rngs, state["rngs"]):
+                rng.bit_generator.state = saved
+        except (KeyError, TypeError, ValueError):
+            raise UsageError("the checkpoint's env state is damaged or for other envs; start a new run") from None
+        self.pos, self.vel, self.elapsed, self.rngs = pos, vel, elapsed, rngs
+        return self._obs()
 
     def step(self, actions: np.ndarray):
         self.pos, self.vel, terminated = self.dynamics(self.pos, self.vel, actions)
@@ -1412,7 +1433,7 @@ class Checkpoints:
             counters=dict(counters, gradient_steps=agent.gradient_steps, next_eval=run.keeper.next_eval,
                           elapsed=run.log.seconds()),
             best=run.keeper.best, history=run.keeper.history, rng=agent.rng.bit_generator.state,
-            bonus_counts=None if run.bonus is None else run.bonus.counts)
+            bonus_counts=None if run.bonus is None else run.bonus.counts, envs=run.envs_state())
         atomic_write(self.path, lambda tmp: paddle.save(sealed(state), tmp))
         return self.path
 
@@ -1436,10 +1457,12 @@ class Run:
     """The books of one training run, for `train`: its name and folders, the logbook, the
     best-policy keeper and the checkpoints; `finish` writes the final files."""
 
-    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, space: gym.spaces.Box,
+    def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, envs: gym.vector.VectorEnv,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None):
-        self.args, self.agent, self.bonus, self.on_evaluation = args, agent, bonus, on_evaluation
+        self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
+        self.checkpoint = checkpoint
+        space = envs.single_observation_space
         if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
             self.run_name, self.net_dir = claim_run_folders(args)
         else:  # the folder the checkpoint is in, wherever the run is resumed from
@@ -1458,17 +1481,60 @@ class Run:
         # a 2-D bounded observation (MountainCar's position, velocity) can be drawn as maps
         self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
 
-    def after_update(self, stats: dict[str, Any], global_step: int, episodes_done: int, rollouts: int) -> None:
-        """Check and log an update; write the periodic snapshot and checkpoint."""
+    def start_envs(self, seeds: list[int]) -> np.ndarray:
+        """The first observations: the checkpoint's envs where they were, when it holds them
+        (the numpy MountainCar), so that a resumed run is the run that was stopped; else new
+        episodes from `seeds`."""
+        saved = (self.checkpoint or {}).get("envs")
+        if saved is not None and hasattr(self.envs, "set_state"):
+            self.log.ep_return[:], self.log.ep_len[:] = saved["ep_return"], saved["ep_len"]
+            return self.envs.set_state(saved["state"])
+        return self.envs.reset(seed=seeds)[0]
+
+    def envs_state(self) -> dict[str, Any] | None:
+        """The envs and their open episodes, for the checkpoint (None: this env cannot say)."""
+        if not hasattr(self.envs, "get_state"):
+            return None
+        return dict(state=self.envs.get_state(), ep_return=self.log.ep_return.copy(), ep_len=self.log.ep_len.copy())
+
+    def begin_rollout(self, global_step: int, episodes_done: int) -> None:
+        """Remember what a stop during this rollout goes back to: a checkpoint holds the state
+        at an update boundary, never half a rollout."""
+        self.rollout_start = dict(global_step=global_step, episodes_done=episodes_done, envs=self.envs_state(),
+                                  rng=self.agent.rng.bit_generator.state,
+                                  bonus=None if self.bonus is None else self.bonus.counts.copy())
+
+    def undo_rollout(self) -> tuple[int, int, np.ndarray | None]:
+        """Drop the partial rollout and go back to its start: counters, sampling RNG, bonus
+        counts and (where they can say) the envs. Returns the counters and observations."""
+        start = self.rollout_start
+        self.agent.buffer.clear()
+        self.agent.rng.bit_generator.state = start["rng"]
+        if self.bonus is not None:
+            self.bonus.counts[:] = start["bonus"]
+        obs = None
+        if start["envs"] is not None:
+            self.log.ep_return[:], self.log.ep_len[:] = start["envs"]["ep_return"], start["envs"]["ep_len"]
+            obs = self.envs.set_state(start["envs"]["state"])
+        return start["global_step"], start["episodes_done"], obs
+
+    def after_update(self, stats: dict[str, Any], global_step: int, episodes_done: int, rollouts: int,
+                     last: bool) -> bool:
+        """Check and log an update; evaluate when due; then write the periodic snapshot and
+        checkpoint (after the evaluation, so a resumed run does not miss it). Returns True
+        once --target-return is reached."""
         agent = self.agent
         bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
         if bad or not all(np.isfinite(p.numpy()).all() for p in agent.params):
             raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite at rollout {rollouts}")
         self.log.record_update(stats, agent, global_step, episodes_done)
+        self.log.lap("log_and_save")
+        reached = self.evaluate_if_due(global_step, last)
         if self.args.save_every and rollouts % self.args.save_every == 0:
             self.checkpoints.snapshot(agent, rollouts)
             self.checkpoints.save(self, dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts))
         self.log.lap("log_and_save")
+        return reached
 
     def evaluate_if_due(self, global_step: int, last: bool) -> bool:
         """The periodic evaluation, when due. Returns True once --target-return is reached."""

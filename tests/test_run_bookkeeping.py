@@ -190,3 +190,40 @@ def test_a_moved_checkpoint_resumes_into_its_new_folder(tmp_path):
     assert ckpt["counters"]["global_step"] >= 1024  # written where the checkpoint is now
     assert (tmp_path / "elsewhere" / "actor_net.param").is_file()
     assert not (first / "param" / "moved").exists()
+
+
+COMMON = dict(num_envs=4, num_steps=64, batch_size=128, update_epochs=2, anneal_lr=False, anneal_ent=False,
+              eval_every=0, quiet=True, plots=False, save_every=0)
+
+
+def final_weights(summary):
+    return pm.load_checkpoint(summary["checkpoint"])["actor"]
+
+
+def test_stop_and_resume_at_an_update_boundary_gives_the_same_weights(tmp_path):
+    # the checkpoint holds the cars mid-episode (200-step episodes, 64-step rollouts) and
+    # their RNGs, so the resumed run continues the very episodes the stopped one was in
+    whole = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
+    half = pm.train(pm.Args(**COMMON, total_timesteps=512, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
+    resumed = pm.resume(half["checkpoint"], total_timesteps=1024)
+    assert resumed["global_step"] == whole["global_step"] == 1024
+    a, b = final_weights(whole), final_weights(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_stop_mid_rollout_checkpoints_the_state_before_that_rollout(tmp_path, monkeypatch):
+    whole = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
+    checks = {"n": 0}
+
+    def requested(self):  # one check per env step and one after each rollout: 65 per rollout
+        checks["n"] += 1
+        return checks["n"] > 65 * 2 + 30  # 30 steps into the third rollout
+
+    monkeypatch.setattr(pm.StopSignal, "requested", property(requested))
+    stopped = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
+    monkeypatch.undo()
+    counters = pm.load_checkpoint(stopped["checkpoint"])["counters"]
+    assert counters["global_step"] == 512 and counters["rollouts"] == 2  # not 512 + 30 steps
+    resumed = pm.resume(stopped["checkpoint"])
+    a, b = final_weights(whole), final_weights(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
