@@ -2208,14 +2208,8 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
     if not done:
         return "no trial has completed yet"
     best = study.best_trial
-    flags = list(fixed_flags)
-    for name, value in best.params.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + name.replace("_", "-"))
-        else:
-            flags += [flag, f"{value:.4g}" if isinstance(value, float) else str(value)]
-    command = "python ppo_mountaincar.py " + " ".join(flags + ["--seed", "1"])
+    searched = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in best.params.items()}
+    command = "python ppo_mountaincar.py " + " ".join([*fixed_flags, *_as_flags(searched), "--seed", "1"])
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(dict(
         study=study.study_name, trial=best.number, score=best.value, params=best.params,
         fixed_flags=fixed_flags, command=command), indent=2) + "\n"))
