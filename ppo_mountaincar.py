@@ -209,7 +209,7 @@ def use_device(name: str) -> str:
 def validate_for_env(args: Args) -> None:
     """The checks that need the env's observation size (read from one env of it): the
     rollout's memory and the count bonus's table, before anything is allocated for them."""
-    env = make_env(args.env_id)
+    env = make_env(args.env_id)  # section 7
     space = env.observation_space
     env.close()
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -667,7 +667,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
         return global_step >= args.total_timesteps or 0 < args.episodes <= episodes_done
 
     obs = run.start_envs(env_seeds(args, rollouts))  # new episodes, or a checkpoint's where they were
-    with StopSignal() as stop:  # Ctrl-C or SIGTERM: finish the step, keep a checkpoint
+    with StopSignal() as stop:  # section 9. Ctrl-C or SIGTERM: finish the step, keep a checkpoint
         while not finished():
             agent.anneal(max(0.0, 1.0 - global_step / args.total_timesteps))
             run.begin_rollout(global_step, episodes_done)  # what a stop during it goes back to
