@@ -19,7 +19,8 @@ in the order it happens: 1. configuration, 2. the networks, 3. the rollout buffe
 returns and advantages, 4. the exploration bonus, 5. the PPO agent and its clipped
 update, 6. the training loop. Below that line is what serves it: 7. fast paths (acting in
 numpy, a numpy MountainCar), 8. .param files, 9. run bookkeeping (logs, checkpoints,
-Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. the command line.
+Ctrl-C, the best policy), 10. evaluation and replay, 11. figures, 12. hyperparameter
+search (`tune`), 13. the command line.
 """
 from __future__ import annotations
 
@@ -666,11 +667,11 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     def finished() -> bool:
         return global_step >= args.total_timesteps or 0 < args.episodes <= episodes_done
 
-    obs = run.start_envs(env_seeds(args, rollouts))  # new episodes, or a checkpoint's where they were
+    obs = run.place.start(env_seeds(args, rollouts))  # new episodes, or a checkpoint's where they were
     with StopSignal() as stop:  # section 9. Ctrl-C or SIGTERM: finish the step, keep a checkpoint
         while not finished():
             agent.anneal(max(0.0, 1.0 - global_step / args.total_timesteps))
-            run.begin_rollout(global_step, episodes_done)  # what a stop during it goes back to
+            run.place.begin(global_step, episodes_done)  # what a stop during it goes back to
 
             # 1. Collect a rollout with the current policy.
             while not agent.buffer.full and not stop.requested:
@@ -692,7 +693,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
                     break  # the tutorial's schedule: update at an episode's end
             run.log.lap("collect")
             if stop.requested:  # a partial rollout is dropped: the checkpoint is from before it
-                global_step, episodes_done, obs = run.undo_rollout()
+                global_step, episodes_done, obs = run.place.undo()
                 break
 
             # 2. Learn from it: advantages, then epochs of clipped minibatch updates.
@@ -734,7 +735,7 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 #   7. fast paths (`NumpyActor`, an exact numpy copy of the actor for acting; `make_vec_env`
 #   and a numpy-batched MountainCar), 8. .param files (safe loading, checksums, atomic
 #   writing), 9. run bookkeeping (`Run` and its rooms: `StopSignal`, `Logbook`, `BestPolicy`,
-#   `Checkpoints`), 10. evaluation and replay, 11. figures, 12. command line.
+#   `EnvPlace`, `Checkpoints`), 10. evaluation and replay, 11. figures, 12. tune, 13. command line.
 # =======================================================================================
 
 
@@ -1225,7 +1226,7 @@ def load_weights(layer: nn.Layer, state: dict[str, Any], source: str) -> None:
 
 # ---------------------------------------------------------------------------------------
 # 9. Run bookkeeping, in rooms: the stop signal, the logbook (VisualDL, progress bar,
-#    clock), the best-policy keeper, the checkpoints; `Run` holds them for `train`.
+#    clock), the best-policy keeper, the envs' place, the checkpoints; `Run` holds them for `train`.
 # ---------------------------------------------------------------------------------------
 class TrainingDiverged(Exception):
     """A loss or a weight became NaN or infinite."""
@@ -1404,6 +1405,53 @@ class BestPolicy:
         return self.best["mean_return"] > -np.inf
 
 
+class EnvPlace:
+    """Where a run stands in its envs: how they start (new episodes, or a checkpoint's where
+    they were), their state for the checkpoint, and the rollout start a stop goes back to."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, agent: PPO, bonus: CountBonus | None, log: Logbook,
+                 checkpoint: dict[str, Any] | None):
+        self.envs, self.agent, self.bonus, self.log, self.checkpoint = envs, agent, bonus, log, checkpoint
+
+    def start(self, seeds: list[int]) -> np.ndarray:
+        """The first observations: the checkpoint's envs where they were, when it holds them
+        (the numpy MountainCar), so that a resumed run is the run that was stopped; else new
+        episodes from `seeds`."""
+        saved = (self.checkpoint or {}).get("envs")
+        if saved is not None and hasattr(self.envs, "set_state"):
+            self.log.ep_return[:], self.log.ep_len[:] = saved["ep_return"], saved["ep_len"]
+            return self.envs.set_state(saved["state"])
+        return self.envs.reset(seed=seeds)[0]
+
+    def state(self) -> dict[str, Any] | None:
+        """The envs and their open episodes, for the checkpoint (None: this env cannot say)."""
+        if not hasattr(self.envs, "get_state"):
+            return None
+        return dict(state=self.envs.get_state(), ep_return=self.log.ep_return.copy(), ep_len=self.log.ep_len.copy())
+
+    def begin(self, global_step: int, episodes_done: int) -> None:
+        """Remember what a stop during this rollout goes back to: a checkpoint holds the state
+        at an update boundary, never half a rollout."""
+        self.rollout_start = dict(global_step=global_step, episodes_done=episodes_done, envs=self.state(),
+                                  rng=self.agent.rng.bit_generator.state,
+                                  bonus=None if self.bonus is None else self.bonus.counts.copy())
+
+    def undo(self) -> tuple[int, int, np.ndarray | None]:
+        """Drop the partial rollout and go back to its start: counters, sampling RNG, bonus
+        counts and (where they can say) the envs. Returns the counters and observations."""
+        start = self.rollout_start
+        self.agent.buffer.clear()
+        self.agent.rng.bit_generator.state = start["rng"]
+        if self.bonus is not None:
+            self.bonus.counts[:] = start["bonus"]
+        obs = None
+        if start["envs"] is not None:
+            self.log.ep_return[:], self.log.ep_len[:] = start["envs"]["ep_return"], start["envs"]["ep_len"]
+            obs = self.envs.set_state(start["envs"]["state"])
+        return start["global_step"], start["episodes_done"], obs
+
+
+
 CHECKPOINT = "checkpoint.ckpt"
 
 
@@ -1433,7 +1481,7 @@ class Checkpoints:
             counters=dict(counters, gradient_steps=agent.gradient_steps, next_eval=run.keeper.next_eval,
                           elapsed=run.log.seconds()),
             best=run.keeper.best, history=run.keeper.history, rng=agent.rng.bit_generator.state,
-            bonus_counts=None if run.bonus is None else run.bonus.counts, envs=run.envs_state())
+            bonus_counts=None if run.bonus is None else run.bonus.counts, envs=run.place.state())
         atomic_write(self.path, lambda tmp: paddle.save(sealed(state), tmp))
         return self.path
 
@@ -1460,8 +1508,7 @@ class Run:
     def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, envs: gym.vector.VectorEnv,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None):
-        self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
-        self.checkpoint = checkpoint
+        self.args, self.agent, self.bonus, self.on_evaluation = args, agent, bonus, on_evaluation
         space = envs.single_observation_space
         if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
             self.run_name, self.net_dir = claim_run_folders(args)
@@ -1478,45 +1525,9 @@ class Run:
             remove_stale_temporaries(folder)
         self.log = Logbook(args, Path(args.logdir) / self.run_name, self.counters["global_step"],
                            self.counters["episodes_done"], self.counters["elapsed"])
+        self.place = EnvPlace(envs, agent, bonus, self.log, checkpoint)
         # a 2-D bounded observation (MountainCar's position, velocity) can be drawn as maps
         self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
-
-    def start_envs(self, seeds: list[int]) -> np.ndarray:
-        """The first observations: the checkpoint's envs where they were, when it holds them
-        (the numpy MountainCar), so that a resumed run is the run that was stopped; else new
-        episodes from `seeds`."""
-        saved = (self.checkpoint or {}).get("envs")
-        if saved is not None and hasattr(self.envs, "set_state"):
-            self.log.ep_return[:], self.log.ep_len[:] = saved["ep_return"], saved["ep_len"]
-            return self.envs.set_state(saved["state"])
-        return self.envs.reset(seed=seeds)[0]
-
-    def envs_state(self) -> dict[str, Any] | None:
-        """The envs and their open episodes, for the checkpoint (None: this env cannot say)."""
-        if not hasattr(self.envs, "get_state"):
-            return None
-        return dict(state=self.envs.get_state(), ep_return=self.log.ep_return.copy(), ep_len=self.log.ep_len.copy())
-
-    def begin_rollout(self, global_step: int, episodes_done: int) -> None:
-        """Remember what a stop during this rollout goes back to: a checkpoint holds the state
-        at an update boundary, never half a rollout."""
-        self.rollout_start = dict(global_step=global_step, episodes_done=episodes_done, envs=self.envs_state(),
-                                  rng=self.agent.rng.bit_generator.state,
-                                  bonus=None if self.bonus is None else self.bonus.counts.copy())
-
-    def undo_rollout(self) -> tuple[int, int, np.ndarray | None]:
-        """Drop the partial rollout and go back to its start: counters, sampling RNG, bonus
-        counts and (where they can say) the envs. Returns the counters and observations."""
-        start = self.rollout_start
-        self.agent.buffer.clear()
-        self.agent.rng.bit_generator.state = start["rng"]
-        if self.bonus is not None:
-            self.bonus.counts[:] = start["bonus"]
-        obs = None
-        if start["envs"] is not None:
-            self.log.ep_return[:], self.log.ep_len[:] = start["envs"]["ep_return"], start["envs"]["ep_len"]
-            obs = self.envs.set_state(start["envs"]["state"])
-        return start["global_step"], start["episodes_done"], obs
 
     def after_update(self, stats: dict[str, Any], global_step: int, episodes_done: int, rollouts: int,
                      last: bool) -> bool:
