@@ -2123,10 +2123,17 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
                          "mysql://..., sqlite:///study.db) nor a .journal file")  # a failed (interrupted) trial is said in one line
     try:
         if storage and "://" in storage:
-            connect = {"connect_timeout": 10} if storage.startswith("postgres") else {}
+            url, connect = storage, {}
+            if storage.startswith(("postgresql://", "postgres://")):
+                connect = {"connect_timeout": 10}
+                try:  # the README's driver, psycopg 3 (SQLAlchemy 2.0's default would be psycopg2)
+                    import psycopg  # noqa: F401
+                    url = "postgresql+psycopg://" + storage.split("://", 1)[1]
+                except ImportError:
+                    pass
             for attempt in range(3):  # workers starting together on an empty database race to make its tables
                 try:
-                    backend = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": connect},
+                    backend = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect},
                                                          skip_table_creation=not create)
                     break
                 except Exception as e:  # noqa: BLE001

@@ -112,7 +112,8 @@ def postgres():
 
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres):
     outputs = shared_study(tmp_path, ["--storage", postgres, "--study", "shared"])
-    study = optuna.load_study(study_name="shared", storage=postgres)
+    # the command line took the README's plain postgresql:// URL; here the driver is named
+    study = optuna.load_study(study_name="shared", storage=postgres.replace("postgresql://", "postgresql+psycopg://"))
     assert_each_trial_ran_once(tmp_path, study)
     print("".join(out for out, _ in outputs))
 
