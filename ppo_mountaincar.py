@@ -1110,7 +1110,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise UsageError(f"cannot read {path} ({e.strerror})") from None
     except (Exception, RecursionError) as e:  # whatever else a damaged pickle trips on
-        raise UsageError(damaged.format(f"unreadable: {type(e).__name__}")) from None
+        raise UsageError(damaged.format("it is cut short or not a pickle this project writes")) from None
     if not isinstance(state, dict):
         raise UsageError(f"{path} is not a .param state dict; pass a file this project saved")
     state.pop("StructuredToParameterName@@", None)
