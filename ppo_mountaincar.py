@@ -2462,7 +2462,7 @@ def _tune_command(ns: argparse.Namespace, argv: list[str]) -> int:
     if command[2] != "tune":
         command.insert(2, "tune")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seeds, {ns.jobs} at a time; "
+    print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
           f"storage: {ns.storage or Path(base.logdir) / 'tune' / (study_name + '.journal')}", file=sys.stderr)
     # each worker in its own session: a Ctrl-C reaches this process only, which passes it on once
     workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(ns.jobs)]
