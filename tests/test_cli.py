@@ -140,3 +140,16 @@ def test_eval_into_a_closed_pipe_is_quiet():
                           "eval param/pretrained/actor_net.param --json | head -c 0", shell=True,
                           cwd=pm.Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("sig", [2, 15])  # SIGINT, SIGTERM
+def test_a_signal_during_replay_is_one_line_and_leaves_no_half_gif(tmp_path, sig):
+    out = tmp_path / "r.gif"
+    proc = subprocess.Popen([sys.executable, str(pm.Path(__file__).resolve().parents[1] / "ppo_mountaincar.py"), "replay",
+                             "param/pretrained/actor_net.param", "--episodes", "20", "--out", str(out)],
+                            cwd=pm.Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(7)  # past the imports (2-4 s), well inside the 20 episodes (about 17 s)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", err
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
