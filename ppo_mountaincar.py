@@ -182,17 +182,15 @@ MAX_ENVS = 65_536
 MAX_BUFFER = 2**24            # transitions in one rollout (num_envs x num_steps)
 MAX_WEIGHTS = 20_000_000      # per network
 MAX_EVAL_EPISODES = 100_000   # evaluated at once, one env each
+MAX_SEED = 2**32 - 1          # numpy's and Gymnasium's seeds are 32-bit
+MAX_EPOCHS = 1_000
+MAX_RUN_BYTES = 2 * 2**30     # the rollout and the update's copies of it
+MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint)
 
 
 def network_weights(sizes: list[int]) -> int:
     """Weights and biases of an MLP with these layer sizes."""
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-MAX_SEED = 2**32 - 1          # numpy's and Gymnasium's seeds are 32-bit
-MAX_EPOCHS = 1_000
-MAX_RUN_BYTES = 2 * 2**30     # the rollout and the update's copies of it
-MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint)
 
 
 def use_device(name: str) -> str:
@@ -1419,8 +1417,12 @@ class EnvPlace:
         episodes from `seeds`."""
         saved = (self.checkpoint or {}).get("envs")
         if saved is not None and hasattr(self.envs, "set_state"):
-            self.log.ep_return[:], self.log.ep_len[:] = saved["ep_return"], saved["ep_len"]
-            return self.envs.set_state(saved["state"])
+            try:
+                obs = self.envs.set_state(saved["state"])  # checks the cars first
+                self.log.ep_return[:], self.log.ep_len[:] = saved["ep_return"], saved["ep_len"]
+            except (KeyError, TypeError, ValueError):
+                raise UsageError("the checkpoint's env state is damaged or for other envs; start a new run") from None
+            return obs
         return self.envs.reset(seed=seeds)[0]
 
     def state(self) -> dict[str, Any] | None:
@@ -1503,7 +1505,7 @@ def restore(checkpoint: dict[str, Any], agent: PPO, bonus: CountBonus | None, ke
 
 class Run:
     """The books of one training run, for `train`: its name and folders, the logbook, the
-    best-policy keeper and the checkpoints; `finish` writes the final files."""
+    best-policy keeper, the envs' place and the checkpoints; `finish` writes the final files."""
 
     def __init__(self, args: Args, agent: PPO, bonus: CountBonus | None, envs: gym.vector.VectorEnv,
                  checkpoint: dict[str, Any] | None = None,
