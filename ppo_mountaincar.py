@@ -694,15 +694,21 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
                 global_step, episodes_done, obs = run.place.undo()
                 break
 
-            # 2. Learn from it: advantages, then epochs of clipped minibatch updates.
-            stats = agent.update()
-            rollouts += 1
-            run.log.lap("update")
+            try:  # a stop in the update or the evaluation goes back to the rollout's start at once
+                with stop.undoable():
+                    # 2. Learn from it: advantages, then epochs of clipped minibatch updates.
+                    stats = agent.update()
+                    run.log.lap("update")
 
-            # 3. Log it; now and then evaluate (keeping the best policy), then save.
-            if run.after_update(stats, global_step, episodes_done, rollouts, last=finished()):
+                    # 3. Log it; now and then evaluate (keeping the best policy), then save.
+                    reached = run.after_update(stats, global_step, episodes_done, rollouts + 1, finished(), stop)
+            except StopRequested:
+                global_step, episodes_done, obs = run.place.undo()
+                break
+            rollouts += 1
+            if reached:
                 break  # --target-return reached
-        summary = run.finish(global_step, episodes_done, rollouts, stop.signum)
+        summary = run.finish(global_step, episodes_done, rollouts, stop)
     envs.close()
     return summary
 
@@ -1230,14 +1236,21 @@ class TrainingDiverged(Exception):
     """A loss or a weight became NaN or infinite."""
 
 
+class StopRequested(Exception):
+    """Raised by `StopSignal` inside an `undoable` block: the caller goes back to the block's start."""
+
+
 class StopSignal:
     """Ctrl-C and SIGTERM as a request to stop cleanly after the current step, for as long
-    as the `with` block runs (a second one stops at once). Python lets only the main
+    as the `with` block runs (a second one stops at once). Inside `undoable()` (an update
+    and its evaluation, which can take long) the stop does not wait: it raises
+    StopRequested at once and the caller undoes the block. Python lets only the main
     thread install handlers; a run in another thread stops with its process instead."""
 
     def __init__(self) -> None:
         self.signum = 0
         self.handlers: dict[int, Any] = {}
+        self.raise_now = False
 
     @property
     def requested(self) -> bool:
@@ -1252,10 +1265,34 @@ class StopSignal:
         for sig, handler in self.handlers.items():
             signal.signal(sig, handler)
 
+    @contextlib.contextmanager
+    def undoable(self) -> Iterator[None]:
+        """A block that a stop interrupts at once (StopRequested) rather than after it."""
+        if self.signum:
+            raise StopRequested
+        self.raise_now = True
+        try:
+            yield
+        finally:
+            self.raise_now = False
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A block inside an undoable one that a stop lets finish (its files are written;
+        the run then stops before its next rollout, keeping what the block did)."""
+        raise_now, self.raise_now = self.raise_now, False
+        try:
+            yield
+        finally:
+            self.raise_now = raise_now and not self.signum
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
+        if self.raise_now:
+            self.raise_now = False
+            raise StopRequested
 
 
 class Logbook:
@@ -1276,6 +1313,8 @@ class Logbook:
         with contextlib.redirect_stdout(io.StringIO()):  # VisualDL prints that it appends
             self.writer = LogWriter(logdir=str(run_dir), flush_secs=5,
                                     file_name=existing[-1].name if existing else "")
+        self.records = Path(self.writer.file_name)
+        self.records_checked = 0  # the records file is whole up to here
         self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), 0)
         self.bar = tqdm(total=args.episodes or args.total_timesteps,
                         initial=episodes_done if args.episodes else min(global_step, args.total_timesteps),
@@ -1347,22 +1386,33 @@ class Logbook:
                    else str(settings[k]) for k in chosen}
         self.writer.add_hparams(hparams, list(finals))
 
+    def check_records(self) -> None:
+        """Raise OSError if VisualDL failed to write the records file. Its writer thread only
+        prints a warning (on a full disk, say) and drops the rest, leaving a torn record."""
+        self.writer.flush()
+        end = whole_records_end(self.records, self.records_checked)
+        if end < self.records.stat().st_size:
+            raise OSError(0, "VisualDL's writer failed: is the disk full?", str(self.records))
+        self.records_checked = end
+
     def close(self) -> None:
         self.writer.close()
         self.bar.close()
 
 
-def whole_records_end(path: Path) -> int:
+def whole_records_end(path: Path, start: int = 0) -> int:
     """Where the last whole record of a VisualDL records file ends (a record: an 8-byte
-    length, then that many bytes)."""
-    data = path.read_bytes()
+    length, then that many bytes), reading from `start`, a record boundary."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read()
     end = 0
     while end + 8 <= len(data):
         length = int.from_bytes(data[end:end + 8], "little")
         if end + 8 + length > len(data):
             break
         end += 8 + length
-    return end
+    return start + end
 
 
 def trim_torn_record(path: Path) -> None:
@@ -1388,15 +1438,17 @@ class BestPolicy:
         """Whether to evaluate now: every --eval-every steps, and at the end of training."""
         return bool(self.args.eval_every) and (global_step >= self.next_eval or last)
 
-    def evaluate(self, agent: PPO, global_step: int, seconds: float) -> dict[str, Any]:
-        """Evaluate the agent's greedy policy; keep it if it is the best so far."""
+    def evaluate(self, agent: PPO) -> dict[str, Any]:
+        """Evaluate the agent's greedy policy (changing nothing: a stop may interrupt it)."""
+        return evaluate(make_policy(agent.actor_net), self.args.env_id, self.args.eval_episodes, EVAL_SEED)
+
+    def keep(self, result: dict[str, Any], agent: PPO, global_step: int, seconds: float) -> None:
+        """Record an evaluation; keep the policy if it is the best so far."""
         self.next_eval = global_step + self.args.eval_every
-        result = evaluate(make_policy(agent.actor_net), self.args.env_id, self.args.eval_episodes, EVAL_SEED)
         self.history.append(dict(result, global_step=global_step, seconds=seconds))
         if result["mean_return"] > self.best["mean_return"]:
             self.best = dict(result, global_step=global_step)
             agent.save_param(self.net_dir, "_best")
-        return result
 
     @property
     def found(self) -> bool:
@@ -1405,11 +1457,13 @@ class BestPolicy:
 
 class EnvPlace:
     """Where a run stands in its envs: how they start (new episodes, or a checkpoint's where
-    they were), their state for the checkpoint, and the rollout start a stop goes back to."""
+    they were), their state for the checkpoint, and the rollout start a stop goes back to
+    (with the networks and optimizer as they were, for a stop inside an update)."""
 
     def __init__(self, envs: gym.vector.VectorEnv, agent: PPO, bonus: CountBonus | None, log: Logbook,
                  checkpoint: dict[str, Any] | None):
         self.envs, self.agent, self.bonus, self.log, self.checkpoint = envs, agent, bonus, log, checkpoint
+        self.fresh_optimizer = False  # a stop undid the first update: Adam has no state to save
 
     def start(self, seeds: list[int]) -> np.ndarray:
         """The first observations: the checkpoint's envs where they were, when it holds them
@@ -1436,13 +1490,15 @@ class EnvPlace:
         at an update boundary, never half a rollout."""
         self.rollout_start = dict(global_step=global_step, episodes_done=episodes_done, envs=self.state(),
                                   rng=self.agent.rng.bit_generator.state,
-                                  bonus=None if self.bonus is None else self.bonus.counts.copy())
+                                  bonus=None if self.bonus is None else self.bonus.counts.copy(),
+                                  learning=learning_state(self.agent))
 
     def undo(self) -> tuple[int, int, np.ndarray | None]:
         """Drop the partial rollout and go back to its start: counters, sampling RNG, bonus
         counts and (where they can say) the envs. Returns the counters and observations."""
         start = self.rollout_start
         self.agent.buffer.clear()
+        self.fresh_optimizer = restore_learning_state(self.agent, start["learning"])
         self.agent.rng.bit_generator.state = start["rng"]
         if self.bonus is not None:
             self.bonus.counts[:] = start["bonus"]
@@ -1452,6 +1508,24 @@ class EnvPlace:
             obs = self.envs.set_state(start["envs"]["state"])
         return start["global_step"], start["episodes_done"], obs
 
+
+
+def learning_state(agent: PPO) -> dict[str, Any]:
+    """Copies of what an update changes: weights, observation statistics, Adam's state
+    (empty before the first step creates it) and the step count. About 0.1 ms."""
+    tensors = {**agent.actor_net.state_dict(), **{f"critic.{k}": v for k, v in agent.critic_net.state_dict().items()},
+               **{f"adam.{k}": v for k, v in agent.optimizer.state_dict().items()}}
+    return dict(tensors={k: (v, paddle.clone(v)) for k, v in tensors.items() if isinstance(v, paddle.Tensor)},
+                gradient_steps=agent.gradient_steps)
+
+
+def restore_learning_state(agent: PPO, saved: dict[str, Any]) -> bool:
+    """Put back what `learning_state` copied. Returns True when Adam had no state then."""
+    for live, copy in saved["tensors"].values():
+        live.set_value(copy)
+    agent.gradient_steps = saved["gradient_steps"]
+    agent.acting_actor.refresh()
+    return not any(k.startswith("adam.") for k in saved["tensors"])
 
 
 CHECKPOINT = "checkpoint.ckpt"
@@ -1479,7 +1553,8 @@ class Checkpoints:
         state = dict(
             kind="checkpoint", format=PARAM_FORMAT, config=dataclasses.asdict(self.args),
             run_name=run.run_name, actor=numpy_state(agent.actor_net), critic=numpy_state(agent.critic_net),
-            optimizer=optimizer_state(agent.optimizer, agent.actor_net, agent.critic_net),
+            optimizer={} if run.place.fresh_optimizer else optimizer_state(agent.optimizer, agent.actor_net,
+                                                                           agent.critic_net),
             counters=dict(counters, gradient_steps=agent.gradient_steps, next_eval=run.keeper.next_eval,
                           elapsed=run.log.seconds()),
             best=run.keeper.best, history=run.keeper.history, rng=agent.rng.bit_generator.state,
@@ -1532,30 +1607,37 @@ class Run:
         self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
 
     def after_update(self, stats: dict[str, Any], global_step: int, episodes_done: int, rollouts: int,
-                     last: bool) -> bool:
-        """Check and log an update; evaluate when due; then write the periodic snapshot and
-        checkpoint (after the evaluation, so a resumed run does not miss it). Returns True
-        once --target-return is reached."""
+                     last: bool, stop: StopSignal | None = None) -> bool:
+        """Check an update; evaluate when due; log both; then write the periodic snapshot and
+        checkpoint (after the evaluation, so a resumed run does not miss it). A stop may
+        interrupt the evaluation, not the writing. Returns True once --target-return is reached."""
         agent = self.agent
         bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
         if bad or not all(np.isfinite(p.numpy()).all() for p in agent.params):
             raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite at rollout {rollouts}")
-        self.log.record_update(stats, agent, global_step, episodes_done)
-        self.log.lap("log_and_save")
-        reached = self.evaluate_if_due(global_step, last)
-        if self.args.save_every and rollouts % self.args.save_every == 0:
-            self.checkpoints.snapshot(agent, rollouts)
-            self.checkpoints.save(self, dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts))
-        self.log.lap("log_and_save")
+        result = self.keeper.evaluate(agent) if self.keeper.due(global_step, last) else None
+        with stop.deferred() if stop is not None else contextlib.nullcontext():
+            if result is not None:
+                self.log.lap("evaluate")
+            self.log.record_update(stats, agent, global_step, episodes_done)
+            reached = result is not None and self.record_evaluation(result, global_step)
+            counters = dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts)
+            if self.args.save_every and rollouts % self.args.save_every == 0:
+                self.checkpoints.snapshot(agent, rollouts)
+                self.checkpoints.save(self, counters)
+            if result is not None:  # a log that can no longer be written stops the run, resumable
+                try:
+                    self.log.check_records()
+                except OSError:
+                    self.checkpoints.save(self, counters)
+                    raise
+            self.log.lap("log_and_save")
         return reached
 
-    def evaluate_if_due(self, global_step: int, last: bool) -> bool:
-        """The periodic evaluation, when due. Returns True once --target-return is reached."""
-        if not self.keeper.due(global_step, last):
-            return False
-        result = self.keeper.evaluate(self.agent, global_step, self.log.seconds())
+    def record_evaluation(self, result: dict[str, Any], global_step: int) -> bool:
+        """Keep and log a periodic evaluation. Returns True once --target-return is reached."""
+        self.keeper.keep(result, self.agent, global_step, self.log.seconds())
         self.log.record_evaluation(result, self.agent, global_step, self.map_box)
-        self.log.lap("evaluate")
         if self.on_evaluation is not None and self.on_evaluation(global_step, result):
             return True
         target = self.args.target_return
@@ -1565,8 +1647,10 @@ class Run:
             return True
         return False
 
-    def finish(self, global_step: int, episodes_done: int, rollouts: int, stop_signal: int) -> dict[str, Any]:
-        """Final files: the best evaluated policy (else the latest) and a checkpoint; a summary."""
+    def finish(self, global_step: int, episodes_done: int, rollouts: int, stop: StopSignal) -> dict[str, Any]:
+        """Final files: the best evaluated policy (else the latest) and a checkpoint; a summary.
+        A stop that comes while they are written skips the figures (a second of work)."""
+        stop_signal = stop.signum  # a stop during training, not one during the final files
         self.log.lap("collect")
         counters = dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts)
         best_files = [self.net_dir / f"{name}_best.param" for name in ("actor_net", "critic_net")]
@@ -1600,13 +1684,18 @@ class Run:
                                "final/best_eval_success_pct": round(100 * best["success_rate"])})
             self.log.record_hparams(finals, global_step)
             self.log.close()
-            if self.args.plots:
+            if self.args.plots and not stop.signum:
                 plot_run(Path(self.args.logdir) / self.run_name, actor_path, self.net_dir / "img")
+            if stop.signum:
+                print(f"{signal.Signals(stop.signum).name}: the run had finished; its policy and checkpoint "
+                      f"are saved in {self.net_dir}" + (" (figures skipped: draw them with python ppo_mountaincar.py "
+                                                        f"plot {Path(self.args.logdir) / self.run_name})"
+                                                        if self.args.plots else ""), file=sys.stderr)
         self.log.lap("final_files")
         return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(Path(self.args.logdir) / self.run_name),
                     latest_path=str(self.latest_dir / "actor_net.param"), actor_path=str(actor_path), checkpoint=str(checkpoint),
                     **counters, gradient_steps=self.agent.gradient_steps, seconds=seconds,
-                    best_eval=best, eval_history=self.keeper.history, interrupted=stop_signal,
+                    best_eval=best, eval_history=self.keeper.history, interrupted=stop.signum,
                     started=self.log.start, time_split=self.log.clock)
 
 

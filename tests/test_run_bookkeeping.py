@@ -245,3 +245,128 @@ def test_a_checkpoint_whose_env_state_does_not_fit_is_refused_in_one_line(tmp_pa
     paddle.save(pm.sealed({k: v for k, v in state.items() if k != "checksum"}), str(bad))
     with pytest.raises(pm.UsageError, match="env state is damaged"):
         pm.resume(bad)
+
+
+def stop_on_call(monkeypatch, owner, name, n):
+    """Send this process SIGINT on the n-th call of owner.name (the call then goes on)."""
+    real, calls = getattr(owner, name), {"n": 0}
+
+    def wrapped(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+# 4 minibatch steps per update (256 samples, minibatches of 128, 2 epochs): call 2 is inside
+# the first update (Adam has no state before it), call 11 inside the third
+@pytest.mark.parametrize("call, rollouts_kept", [(2, 0), (11, 2)])
+def test_a_stop_inside_an_update_undoes_it_and_resume_gives_the_same_weights(tmp_path, monkeypatch, call,
+                                                                            rollouts_kept):
+    whole = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
+    stop_on_call(monkeypatch, pm.PPO, "_minibatch_step", call)
+    stopped = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
+    monkeypatch.undo()
+    assert stopped["interrupted"] == signal.SIGINT
+    saved = pm.load_checkpoint(stopped["checkpoint"])
+    # the update was cut short (one step of four done after the signal, not the rest) and undone
+    assert saved["counters"]["rollouts"] == rollouts_kept
+    assert saved["counters"]["global_step"] == 256 * rollouts_kept
+    assert saved["counters"]["gradient_steps"] == 4 * rollouts_kept
+    assert (saved["optimizer"] == {}) == (rollouts_kept == 0)
+    resumed = pm.resume(stopped["checkpoint"])
+    a, b = final_weights(whole), final_weights(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_stop_inside_an_evaluation_undoes_that_update_and_resume_evaluates_it(tmp_path, monkeypatch):
+    settings = dict(COMMON, eval_every=256, eval_episodes=5, total_timesteps=1024)
+    whole = pm.train(pm.Args(**settings, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
+    stop_on_call(monkeypatch, pm, "evaluate", 2)  # the evaluation after the second update
+    stopped = pm.train(pm.Args(**settings, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
+    monkeypatch.undo()
+    saved = pm.load_checkpoint(stopped["checkpoint"])
+    assert saved["counters"]["rollouts"] == 1 and [h["global_step"] for h in saved["history"]] == [256]
+    resumed = pm.resume(stopped["checkpoint"])
+    assert [h["global_step"] for h in resumed["eval_history"]] == [256, 512, 768, 1024]
+    assert [h["mean_return"] for h in resumed["eval_history"]] == [h["mean_return"] for h in whole["eval_history"]]
+    a, b = final_weights(whole), final_weights(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("phase, flags", [
+    # each phase takes far longer than the 2.5 s allowed: 1,000 epochs of 4 minibatches; 200
+    # steps of 20,000 episodes at once through 512x512 hidden layers
+    ("update", ["--update-epochs", "1000", "--batch-size", "64"]),
+    ("evaluation", ["--eval-every", "256", "--eval-episodes", "20000", "--hidden-sizes", "512,512"]),
+])
+def test_sigterm_inside_a_long_phase_ends_within_seconds_with_the_checkpoint_it_names(tmp_path, phase, flags):
+    dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "--total-timesteps", "100000",
+                             *QUICK, *flags, *dirs], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "exp").glob("*/vdlrecords.*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # the first rollout takes a fraction of a second: now in the first long phase
+    signalled = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    took = time.perf_counter() - signalled
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert took < 2.5, f"{took:.1f} s from SIGTERM to exit"
+    ckpt_path, = (tmp_path / "param").glob(f"*/{pm.CHECKPOINT}")
+    assert f"checkpoint saved to {ckpt_path}" in err
+    saved = pm.load_checkpoint(ckpt_path)
+    c = saved["counters"]
+    # an update boundary: whole updates only, and every evaluation due by then was made
+    assert c["gradient_steps"] == c["rollouts"] * (1000 * 4 if phase == "update" else 2 * 2)
+    assert c["global_step"] == 256 * c["rollouts"]
+    if phase == "evaluation":
+        assert [h["global_step"] for h in saved["history"]] == [256 * (i + 1) for i in range(c["rollouts"])]
+
+
+def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figures(tmp_path, monkeypatch, capsys):
+    stop_on_call(monkeypatch, pm.Checkpoints, "save", 1)  # save_every=0: the final checkpoint is the first
+    summary = pm.train(pm.Args(**dict(COMMON, plots=True, eval_every=256, eval_episodes=5), total_timesteps=512,
+                               logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
+    assert summary["interrupted"] == signal.SIGINT
+    err = capsys.readouterr().err
+    assert f"SIGINT: the run had finished; its policy and checkpoint are saved in {summary['run_dir']}" in err
+    assert pm.load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == 512
+    # the run's policy is the best evaluated one, copied where the tutorial puts it; no figures
+    run_dir = Path(summary["run_dir"])
+    for name in ("actor_net", "critic_net"):
+        assert (run_dir / f"{name}.param").read_bytes() == (run_dir / f"{name}_best.param").read_bytes() \
+            == (tmp_path / "p" / "net_param" / f"{name}.param").read_bytes()
+    assert not (run_dir / "img").exists()
+
+
+def test_a_records_file_the_writer_could_not_finish_stops_the_run_with_a_checkpoint(tmp_path, monkeypatch):
+    # what VisualDL's writer thread leaves on a full disk: half a record, then nothing (it
+    # only prints a warning); simulated after the second evaluation
+    real, calls = pm.Logbook.record_evaluation, {"n": 0}
+
+    def torn(self, *a, **kw):
+        real(self, *a, **kw)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            self.writer.flush()
+            with open(self.records, "ab") as f:
+                f.write((500).to_bytes(8, "little") + b"half")
+
+    monkeypatch.setattr(pm.Logbook, "record_evaluation", torn)
+    args = pm.Args(**dict(COMMON, eval_every=256, eval_episodes=5), total_timesteps=1024,
+                   logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
+    with pytest.raises(OSError, match="VisualDL's writer failed") as failed:
+        pm.train(args)
+    monkeypatch.undo()
+    records = Path(failed.value.filename)
+    ckpt, = (tmp_path / "p").glob(f"*/{pm.CHECKPOINT}")
+    assert pm.load_checkpoint(ckpt)["counters"]["global_step"] == 512  # the run stopped there
+    resumed = pm.resume(ckpt)  # cuts the torn record and appends
+    assert resumed["global_step"] == 1024
+    assert pm.whole_records_end(records) == records.stat().st_size
+    steps = pm.read_scalars(records.parent)["eval/mean_return"][0].tolist()
+    assert steps == [256, 512, 768, 1024]
