@@ -153,10 +153,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Settings that say where a run writes or how it reports, not what it learns.
 OUTPUT_SETTINGS = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
-SHORT_NAMES = {"actor_lr": "alr", "critic_lr": "clr", "ent_coef": "ent", "hidden_sizes": "h",
-               "total_timesteps": "steps", "num_envs": "envs", "num_steps": "nsteps", "batch_size": "bs",
-               "update_epochs": "epochs", "gae_lambda": "lam", "explore_bonus": "bonus",
-               "explore_decay_steps": "bdecay", "max_grad_norm": "gradclip"}
+# Names for run names and VisualDL's HParams panel, at most 7 characters: its parallel-
+# coordinates view shortens a label wider than its column in a loop that never ends when
+# the label is too long (VisualDL 2.5.3), freezing the browser tab.
+SHORT_NAMES = {"env_id": "env", "total_timesteps": "steps", "episodes": "eps", "max_episode_steps": "maxlen",
+               "fast_env": "fastenv", "num_envs": "envs", "num_steps": "nsteps", "update_on_episode_end": "epupd",
+               "gae_lambda": "lam", "update_epochs": "epochs", "batch_size": "bs", "actor_lr": "alr",
+               "critic_lr": "clr", "anneal_lr": "annlr", "max_grad_norm": "gclip", "ent_coef": "ent",
+               "anneal_ent": "annent", "norm_adv": "normadv", "target_kl": "kl", "hidden_sizes": "h",
+               "activation": "act", "norm_obs": "normobs", "explore_bonus": "bonus", "explore_bins": "bins",
+               "explore_decay_steps": "bdecay", "eval_every": "evalint", "eval_episodes": "evaleps",
+               "target_return": "target"}
 
 
 def changed_settings(args: Args) -> dict[str, Any]:
@@ -1376,14 +1383,14 @@ class Logbook:
         runs side by side. A metric is a scalar tag; the panel shows its last value."""
         for tag, value in finals.items():
             self.writer.add_scalar(tag, float(value), global_step)
-        # At most 8 columns (VisualDL's parallel-coordinates view hangs the browser with 9 or
-        # more): the preset, the seed, what this run changed, then the usual suspects.
+        # At most 8 columns, each under its short name: the preset, the seed, what this run
+        # changed, then the usual suspects. The full config is in the text tab.
         settings = dataclasses.asdict(self.args)
         names = ["preset", "seed", *changed_settings(self.args),
                  "actor_lr", "ent_coef", "hidden_sizes", "total_timesteps", "env_id"]
         chosen = list(dict.fromkeys(names))[:8]
-        hparams = {k: settings[k] if isinstance(settings[k], (int, float, str)) and not isinstance(settings[k], bool)
-                   else str(settings[k]) for k in chosen}
+        hparams = {SHORT_NAMES.get(k, k): settings[k] if isinstance(settings[k], (int, float, str))
+                   and not isinstance(settings[k], bool) else str(settings[k]) for k in chosen}
         self.writer.add_hparams(hparams, list(finals))
 
     def check_records(self) -> None:
@@ -1677,11 +1684,11 @@ class Run:
         else:
             # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
             # display exactly (-109.17 would show as -109.16999816894531)
-            finals = {"final/env_steps": global_step, "final/episodes": episodes_done,
-                      "final/train_seconds": round(seconds)}
+            # (short names: see SHORT_NAMES)
+            finals = {"seconds": round(seconds)}
             if self.keeper.history:
-                finals.update({"final/best_eval_return": round(best["mean_return"] * 8) / 8,
-                               "final/best_eval_success_pct": round(100 * best["success_rate"])})
+                finals = {"return": round(best["mean_return"] * 8) / 8, "success": round(100 * best["success_rate"]),
+                          **finals}
             self.log.record_hparams(finals, global_step)
             self.log.close()
             if self.args.plots and not stop.signum:

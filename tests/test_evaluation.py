@@ -147,9 +147,9 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
         # the HParams panel: this run's settings and its final metrics
         [listed] = [r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]
                     if r["name"].endswith(summary["run_name"])]
-        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["num_envs"] == 4
-        assert listed["metrics"]["final/env_steps"] == summary["global_step"]
-        assert listed["metrics"]["final/best_eval_return"] == pytest.approx(summary["best_eval"]["mean_return"], abs=1 / 16)
+        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["envs"] == 4
+        assert listed["metrics"]["success"] == round(100 * summary["best_eval"]["success_rate"])
+        assert listed["metrics"]["return"] == pytest.approx(summary["best_eval"]["mean_return"], abs=1 / 16)
     finally:
         server.terminate()
         server.wait(timeout=20)
