@@ -1754,14 +1754,16 @@ def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
 
 
 def claim_run_folders(args: Args) -> tuple[str, Path]:
-    """A run name (--run-name, else <env>__<preset>__seed<N>__<time>) whose folders under
-    --param-dir and --logdir this run creates itself, so no other run writes into them: a
-    suffix -2, -3, ... when the name is taken (two runs started in the same second)."""
-    # what runs differ in comes first: VisualDL's run list shows only a name's beginning
-    changes = ",".join(f"{SHORT_NAMES.get(k, k)}={'x'.join(map(str, v)) if isinstance(v, tuple) else f'{v:.3g}' if isinstance(v, float) else v}"
-                       for k, v in changed_settings(args).items())[:60]
-    base = args.run_name or "__".join([args.preset + ("," + changes if changes else ""), f"seed{args.seed}",
-                                       args.env_id, time.strftime("%Y%m%d-%H%M%S")])
+    """A run name (--run-name, else <preset>[,changed settings]__seed<N>__<env>__<time>) whose
+    folders under --param-dir and --logdir this run creates itself, so no other run writes
+    into them: a suffix -2, -3, ... when the name is taken (two runs started in the same second)."""
+    # what runs differ in comes first: VisualDL's run list shows only a name's beginning.
+    # Whole settings only (a cut value would read as another value), "+N" for those left out.
+    changes = [f"{SHORT_NAMES.get(k, k)}={'x'.join(map(str, v)) if isinstance(v, tuple) else f'{v:.3g}' if isinstance(v, float) else v}"
+               for k, v in changed_settings(args).items()]
+    shown = [c for i, c in enumerate(changes) if len(",".join(changes[:i + 1])) <= 60]
+    label = ",".join([args.preset, *shown] + ([f"+{len(changes) - len(shown)}"] if len(shown) < len(changes) else []))
+    base = args.run_name or "__".join([label, f"seed{args.seed}", args.env_id, time.strftime("%Y%m%d-%H%M%S")])
     for i in range(1, 10_000):
         name = base if i == 1 else f"{base}-{i}"
         run_dir, log_dir = Path(args.param_dir) / name, Path(args.logdir) / name

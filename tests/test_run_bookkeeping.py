@@ -373,3 +373,14 @@ def test_a_records_file_the_writer_could_not_finish_stops_the_run_with_a_checkpo
     assert pm.whole_records_end(records) == records.stat().st_size
     steps = pm.read_scalars(records.parent)["eval/mean_return"][0].tolist()
     assert steps == [256, 512, 768, 1024]
+
+
+def test_a_run_name_shows_whole_changed_settings_and_counts_the_rest(tmp_path):
+    args = pm.Args(total_timesteps=8192, num_envs=8, batch_size=256, update_epochs=4, gae_lambda=0.95,
+                   ent_coef=0.02, explore_decay_steps=50000, actor_lr=0.001, logdir=str(tmp_path / "e"),
+                   param_dir=str(tmp_path / "p"))
+    name, _ = pm.claim_run_folders(args)
+    label = name.split("__")[0]
+    assert label == "default,steps=8192,envs=8,lam=0.95,epochs=4,bs=256,alr=0.001,+2"  # ent, bdecay left out
+    name, _ = pm.claim_run_folders(pm.Args(seed=3, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
+    assert name.startswith("default__seed3__MountainCar-v0__")
