@@ -56,7 +56,8 @@ def test_replay_writes_a_gif_in_which_the_car_reaches_the_flag(tmp_path):
     changed = np.abs(last - first).sum(2) > 60
     changed[-30:] = False  # ignore the caption
     cols = np.flatnonzero(changed.any(0))
-    assert cols.size and cols.mean() > 400  # what moved ended up on the right, near x=0.5
+    # the car is drawn near pixel 567 at the flag (x=0.5) and left of 270 at any start
+    assert cols.size and cols.max() > 520
 
 
 def test_replay_without_a_display_refuses_a_window(tmp_path, monkeypatch):
