@@ -2472,7 +2472,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = parse_command_line(sys.argv[1:] if argv is None else argv)
         if ns.command in ("eval", "replay", "plot") and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends them like Ctrl-C: one line
+            # SIGTERM ends them like Ctrl-C: one line. SIGINT too when it was inherited as
+            # ignored (a shell script's background job), as training's StopSignal does.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.default_int_handler)
         if getattr(ns, "allow_env_module", False) and ns.env_id:
             allow_env_module(ns.env_id)  # only an id typed on this command line, never one from a file
         if ns.command == "train":
