@@ -1526,19 +1526,18 @@ class EnvPlace:
 def learning_state(agent: PPO) -> dict[str, Any]:
     """Copies of what an update changes: weights, observation statistics, Adam's state
     (empty before the first step creates it) and the step count. About 0.1 ms."""
-    tensors = {**agent.actor_net.state_dict(), **{f"critic.{k}": v for k, v in agent.critic_net.state_dict().items()},
-               **{f"adam.{k}": v for k, v in agent.optimizer.state_dict().items()}}
-    return dict(tensors={k: (v, paddle.clone(v)) for k, v in tensors.items() if isinstance(v, paddle.Tensor)},
-                gradient_steps=agent.gradient_steps)
+    adam = [v for v in agent.optimizer.state_dict().values() if isinstance(v, paddle.Tensor)]
+    live = [*agent.actor_net.state_dict().values(), *agent.critic_net.state_dict().values(), *adam]
+    return dict(pairs=[(t, paddle.clone(t)) for t in live], fresh_adam=not adam, gradient_steps=agent.gradient_steps)
 
 
 def restore_learning_state(agent: PPO, saved: dict[str, Any]) -> bool:
     """Put back what `learning_state` copied. Returns True when Adam had no state then."""
-    for live, copy in saved["tensors"].values():
+    for live, copy in saved["pairs"]:
         live.set_value(copy)
     agent.gradient_steps = saved["gradient_steps"]
     agent.acting_actor.refresh()
-    return not any(k.startswith("adam.") for k in saved["tensors"])
+    return saved["fresh_adam"]
 
 
 CHECKPOINT = "checkpoint.ckpt"
@@ -1620,7 +1619,7 @@ class Run:
         self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
 
     def after_update(self, stats: dict[str, Any], global_step: int, episodes_done: int, rollouts: int,
-                     last: bool, stop: StopSignal | None = None) -> bool:
+                     last: bool, stop: StopSignal) -> bool:
         """Check an update; evaluate when due; log both; then write the periodic snapshot and
         checkpoint (after the evaluation, so a resumed run does not miss it). A stop may
         interrupt the evaluation, not the writing. Returns True once --target-return is reached."""
@@ -1629,7 +1628,7 @@ class Run:
         if bad or not all(np.isfinite(p.numpy()).all() for p in agent.params):
             raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite at rollout {rollouts}")
         result = self.keeper.evaluate(agent) if self.keeper.due(global_step, last) else None
-        with stop.deferred() if stop is not None else contextlib.nullcontext():
+        with stop.deferred():
             if result is not None:
                 self.log.lap("evaluate")
             self.log.record_update(stats, agent, global_step, episodes_done)
@@ -1666,6 +1665,7 @@ class Run:
         stop_signal = stop.signum  # a stop during training, not one during the final files
         self.log.lap("collect")
         counters = dict(global_step=global_step, episodes_done=episodes_done, rollouts=rollouts)
+        log_dir = Path(self.args.logdir) / self.run_name
         best_files = [self.net_dir / f"{name}_best.param" for name in ("actor_net", "critic_net")]
         if self.keeper.found and not stop_signal and all(f.is_file() for f in best_files):
             # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
@@ -1689,23 +1689,19 @@ class Run:
                   f"  (in Python: resume({str(checkpoint)!r}))", file=sys.stderr)
         else:
             # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
-            # display exactly (-109.17 would show as -109.16999816894531)
-            # (short names: see SHORT_NAMES)
-            finals = {"seconds": round(seconds)}
-            if self.keeper.history:
-                finals = {"return": round(best["mean_return"] * 8) / 8, "success": round(100 * best["success_rate"]),
-                          **finals}
-            self.log.record_hparams(finals, global_step)
+            # display exactly (-109.17 would show as -109.16999816894531); short names, see SHORT_NAMES
+            finals = {"return": round(best["mean_return"] * 8) / 8,
+                      "success": round(100 * best["success_rate"])} if self.keeper.history else {}
+            self.log.record_hparams({**finals, "seconds": round(seconds)}, global_step)
             self.log.close()
-            if self.args.plots and not stop.signum:
-                plot_run(Path(self.args.logdir) / self.run_name, actor_path, self.net_dir / "img")
-            if stop.signum:
+            if stop.signum:  # it came while the files above were written: the run is whole
+                skipped = f" (figures skipped: draw them with python ppo_mountaincar.py plot {log_dir})"
                 print(f"{signal.Signals(stop.signum).name}: the run had finished; its policy and checkpoint "
-                      f"are saved in {self.net_dir}" + (" (figures skipped: draw them with python ppo_mountaincar.py "
-                                                        f"plot {Path(self.args.logdir) / self.run_name})"
-                                                        if self.args.plots else ""), file=sys.stderr)
+                      f"are saved in {self.net_dir}" + (skipped if self.args.plots else ""), file=sys.stderr)
+            elif self.args.plots:
+                plot_run(log_dir, actor_path, self.net_dir / "img")
         self.log.lap("final_files")
-        return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(Path(self.args.logdir) / self.run_name),
+        return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(log_dir),
                     latest_path=str(self.latest_dir / "actor_net.param"), actor_path=str(actor_path), checkpoint=str(checkpoint),
                     **counters, gradient_steps=self.agent.gradient_steps, seconds=seconds,
                     best_eval=best, eval_history=self.keeper.history, interrupted=stop.signum,
