@@ -2274,17 +2274,28 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
     return study
 
 
-def run_trial(trial: Any, base: Args, space: dict[str, Any], seeds: list[int], study_name: str) -> float:
+class SurplusTrial(Exception):
+    """A trial beyond --trials, which ends at once as failed (so no worker counts it)."""
+
+
+def run_trial(trial: Any, base: Args, space: dict[str, Any], seeds: list[int], trials: int) -> float:
     """Train one run per seed with the trial's settings; the score is the mean, over seeds, of
     the mean greedy return of all periodic evaluations (rewarding a good policy soon and
-    kept). Reports after every evaluation, so the pruner can stop a hopeless trial."""
+    kept). Reports after every evaluation, so the pruner can stop a hopeless trial.
+
+    Workers check the budget before they start a trial, so two of them can start the last
+    one together; trial numbers are unique in any storage, so the lower number runs and the
+    other ends as a surplus trial without training."""
     import optuna
+    if _counted(trial.study, below=trial.number) >= trials:
+        trial.set_user_attr("surplus", "another worker started the study's last trial at the same moment")
+        raise SurplusTrial()
     params = {name: suggest(trial, name, spec) for name, spec in space.items()}
     scores: list[float] = []
     for k, seed in enumerate(seeds):
-        name = f"tune-{study_name}-trial{trial.number:04d}-seed{seed}"
+        name = f"tune-{trial.study.study_name}-trial{trial.number:04d}-seed{seed}"
         args = dataclasses.replace(base, **params, seed=seed, run_name=name, quiet=True, plots=False,
-                                   param_dir=str(Path(base.logdir) / "tune" / study_name / name))
+                                   param_dir=str(Path(base.logdir) / "tune" / trial.study.study_name / name))
         evaluations: list[float] = []
 
         def report(global_step: int, result: dict[str, Any]) -> bool:
@@ -2304,20 +2315,20 @@ def run_trial(trial: Any, base: Args, space: dict[str, Any], seeds: list[int], s
     return float(np.mean(scores))
 
 
-def _counted(study: Any) -> int:
-    """Trials finished (complete or pruned) or under way: what --trials counts (failed ones,
-    e.g. interrupted, are run again; enqueued ones are still to run)."""
+def _counted(study: Any, below: int | None = None) -> int:
+    """Trials finished (complete or pruned) or under way, numbered below `below` if given:
+    what --trials counts (failed ones, e.g. interrupted, are run again)."""
     import optuna
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
               optuna.trial.TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=states))
+    return sum(below is None or t.number < below for t in study.get_trials(deepcopy=False, states=states))
 
 
 def tune_worker(study: Any, base: Args, space: dict[str, Any], seeds: list[int], trials: int) -> None:
     """Run trials until the study holds `trials` of them (other workers' included)."""
     while _counted(study) < trials:
-        study.optimize(lambda t: run_trial(t, base, space, seeds, study.study_name), n_trials=1,
-                       catch=(), gc_after_trial=True)
+        study.optimize(lambda t: run_trial(t, base, space, seeds, trials), n_trials=1,
+                       catch=(SurplusTrial,), gc_after_trial=True)
 
 
 def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:

@@ -67,7 +67,10 @@ def shared_study(tmp_path, storage_flags):
 
 def assert_each_trial_ran_once(tmp_path, study):
     trials = finished(study)
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and len(study.get_trials()) == 4
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    # a worker that started the last trial together with the other one gave it up untrained
+    rest = [t for t in study.get_trials() if t not in trials]
+    assert all(t.state == optuna.trial.TrialState.FAIL and "surplus" in t.user_attrs for t in rest), rest
     runs = sorted(p.name.rsplit("-trial", 1)[1] for p in (tmp_path / "exp").glob("tune-*"))
     assert runs == [f"{n:04d}-seed1" for n in range(4)]  # one run folder per trial: none ran twice
 
@@ -134,6 +137,24 @@ def test_a_hopeless_trial_is_pruned_early(tmp_path):
     assert good.state == optuna.trial.TrialState.COMPLETE and bad.state == optuna.trial.TrialState.PRUNED
     assert len(good.intermediate_values) == 8 and len(bad.intermediate_values) < 8
     assert max(bad.intermediate_values) < 4096  # it stopped before its budget
+
+
+def test_two_workers_starting_the_last_trial_together_run_it_once(tmp_path):
+    # both workers saw one trial left and each started one: trials 0 and 1 are under way
+    base = pm.preset_args("default", logdir=str(tmp_path / "exp"), total_timesteps=0)  # refused by train
+    space = pm.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}, {})
+    study = pm.open_study(None, "race", str(tmp_path / "exp"), space, {})
+    first, second = study.ask(), study.ask()
+    with pytest.raises(pm.SurplusTrial):
+        pm.run_trial(second, base, space, [1], trials=1)
+    assert "surplus" in second.user_attrs and "actor_lr" not in second.params  # given up before sampling
+    assert not list((tmp_path / "exp").glob("tune-*"))
+    # the lower number gets past the budget check, to training (which refuses total_timesteps=0)
+    with pytest.raises(optuna.TrialPruned):
+        pm.run_trial(first, base, space, [1], trials=1)
+    assert "total" in first.user_attrs["invalid"]
+    with pytest.raises(optuna.TrialPruned):  # and with room for two, so does the higher one
+        pm.run_trial(second, base, space, [1], trials=2)
 
 
 def test_an_interrupted_study_resumes(tmp_path):
