@@ -101,7 +101,8 @@ class Args:
     batch_size: int = _flag(512, "minibatch size")
     actor_lr: float = _flag(3e-3, "Adam learning rate of the actor")
     critic_lr: float = _flag(3e-3, "Adam learning rate of the critic")
-    anneal_lr: bool = _flag(True, "decay both learning rates linearly to 0 over the budget")
+    anneal_lr: bool = _flag(False, "decay both learning rates linearly to 0 over the budget (off by "
+                            "default: at this budget the policy still improves at the last update)")
     max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this")
     ent_coef: float = _flag(0.08, "entropy bonus coefficient")
     anneal_ent: bool = _flag(True, "decay the entropy coefficient linearly to 0 over the budget "
@@ -142,9 +143,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "best": dict(num_envs=64, batch_size=4096, total_timesteps=1_200_000, explore_decay_steps=800_000,
                  eval_every=32_768, ent_coef=0.05),
     # An earlier default: a wider network, smaller minibatches, a constant small entropy
-    # bonus, the earlier learning rate; about twice the update compute.
+    # bonus, the earlier learning rate decaying to 0; about twice the update compute.
     "thorough": dict(hidden_sizes=(128, 128), batch_size=256, ent_coef=0.01, anneal_ent=False,
-                     actor_lr=2e-3, critic_lr=2e-3),
+                     actor_lr=2e-3, critic_lr=2e-3, anneal_lr=True),
     # The article: one env without time limit, Monte-Carlo returns, an update at the end of
     # every episode (or when the 8,000-step buffer fills), 10 epochs of minibatches of 64.
     "tutorial": dict(
@@ -2155,6 +2156,7 @@ def policy_value_figure(actor: Actor, critic: Critic | None) -> Any:
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
     "critic_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
+    "anneal_lr": dict(type="categorical", choices=[True, False]),
     "ent_coef": dict(type="float", low=1e-4, high=0.2, log=True),
     "anneal_ent": dict(type="categorical", choices=[True, False]),
     "update_epochs": dict(type="int", low=2, high=15),

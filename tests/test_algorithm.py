@@ -130,6 +130,29 @@ def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():
     assert agent.buffer.size == 0
 
 
+@pytest.mark.parametrize("anneal_lr", [False, True])
+def test_schedules_scale_both_networks_steps_and_the_entropy_bonus(anneal_lr):
+    # Adam's first step moves every weight by about its learning rate, whatever the gradient
+    args = pm.Args(num_envs=4, num_steps=32, batch_size=128, update_epochs=1, actor_lr=1e-3, critic_lr=4e-3,
+                   anneal_lr=anneal_lr, anneal_ent=True, ent_coef=0.08)
+    paddle.seed(5)
+    agent = pm.PPO(2, 3, args)
+    agent.anneal(0.5)  # half-way through the budget
+    assert agent.ent_coef == pytest.approx(0.04)
+    rng = np.random.default_rng(5)
+    for _ in range(32):
+        obs = rng.normal(size=(4, 2)).astype(np.float32)
+        a, lp = agent.select_action(obs)
+        agent.store_transition(obs, a, lp, rng.normal(size=4), obs, np.zeros(4), np.zeros(4))
+    before = [p.numpy().copy() for p in agent.params]
+    agent.update()  # one minibatch step: 128 samples, 1 epoch
+    steps = [np.abs(p.numpy() - b).max() for p, b in zip(agent.params, before)]
+    n_actor = len(agent.actor_net.parameters())
+    factor = 0.5 if anneal_lr else 1.0
+    assert max(steps[:n_actor]) == pytest.approx(1e-3 * factor, rel=0.02)
+    assert max(steps[n_actor:]) == pytest.approx(4e-3 * factor, rel=0.02)  # the critic's group follows
+
+
 def test_obs_norm_matches_numpy_statistics():
     norm = pm.ObsNorm(2)
     rng = np.random.default_rng(0)
