@@ -2224,7 +2224,7 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed (interrupted) trial is said in one line
     if storage and "://" not in storage and not storage.endswith(".journal"):
         raise UsageError(f"--storage {storage[:80]} is neither a database URL (postgresql://user:password@host/db, "
-                         "mysql://..., sqlite:///study.db) nor a .journal file")  # a failed (interrupted) trial is said in one line
+                         "mysql://..., sqlite:///study.db) nor a .journal file")
     try:
         if storage and "://" in storage:
             url, connect = storage, {}
@@ -2293,11 +2293,12 @@ def run_trial(trial: Any, base: Args, space: dict[str, Any], seeds: list[int], t
         trial.set_user_attr("surplus", "another worker started the study's last trial at the same moment")
         raise SurplusTrial()
     params = {name: suggest(trial, name, spec) for name, spec in space.items()}
+    study_name = trial.study.study_name
     scores: list[float] = []
     for k, seed in enumerate(seeds):
-        name = f"tune-{trial.study.study_name}-trial{trial.number:04d}-seed{seed}"
+        name = f"tune-{study_name}-trial{trial.number:04d}-seed{seed}"
         args = dataclasses.replace(base, **params, seed=seed, run_name=name, quiet=True, plots=False,
-                                   param_dir=str(Path(base.logdir) / "tune" / trial.study.study_name / name))
+                                   param_dir=str(Path(base.logdir) / "tune" / study_name / name))
         evaluations: list[float] = []
 
         def report(global_step: int, result: dict[str, Any]) -> bool:
