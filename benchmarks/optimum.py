@@ -19,8 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ppo_mountaincar as pm  # noqa: E402
+from ppo_toolbox import envs, evaluation  # noqa: E402
 
-MC = pm.MountainCarVecEnv
+MC = envs.MountainCarVecEnv
 
 
 class Optimum:
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=901, help="grid points per dimension [901]")
     a = parser.parse_args()
     best = Optimum(a.grid)
-    for name, seed in (("held-out", pm.HOLDOUT_SEED), ("selection", pm.EVAL_SEED)):
+    for name, seed in (("held-out", evaluation.HOLDOUT_SEED), ("selection", evaluation.EVAL_SEED)):
         result = pm.evaluate(best.policy, "MountainCar-v0", 100, seed)
         print(f"optimum, {name} seeds ({seed}+i), 100 episodes: mean return {result['mean_return']:.1f}")
     if not a.actor:

@@ -33,10 +33,15 @@ def one_seed(seed: int, code: Path, train_flags: list[str], out: str) -> dict:
     """Train and score one seed in this process; `code` holds the ppo_mountaincar.py to run."""
     sys.path.insert(0, str(code))
     import ppo_mountaincar as pm
+    try:  # the command line moved to the toolbox; older checkouts keep it in the script
+        from ppo_toolbox import cli as ppo_cli
+        from ppo_toolbox.evaluation import HOLDOUT_SEED
+    except ImportError:
+        ppo_cli, HOLDOUT_SEED = pm, pm.HOLDOUT_SEED
     imported = time.perf_counter()
-    ns = pm.build_parser().parse_args(["train", *train_flags, "--seed", str(seed), "--quiet",
+    ns = ppo_cli.build_parser().parse_args(["train", *train_flags, "--seed", str(seed), "--quiet",
                                        "--logdir", f"{out}/exp", "--param-dir", f"{out}/param{seed}"])
-    args = pm.args_from_cli(ns)
+    args = ppo_cli.args_from_cli(ns)
     called = time.perf_counter()
     summary = pm.train(args)
     ended = time.perf_counter()
@@ -45,7 +50,7 @@ def one_seed(seed: int, code: Path, train_flags: list[str], out: str) -> dict:
     split = dict(summary.get("time_split", {}), imports=imported - T0)
     split["other"] = ended - T0 - sum(split.values())
     first = next((h for h in summary["eval_history"] if h["mean_return"] >= SOLVED), None)
-    final = pm.evaluate(pm.load_policy(summary["actor_path"]), args.env_id, 100, pm.HOLDOUT_SEED)
+    final = pm.evaluate(pm.load_policy(summary["actor_path"]), args.env_id, 100, HOLDOUT_SEED)
     return dict(seed=seed, steps_to_solve=first and first["global_step"],
                 seconds_to_solve=first and started - T0 + first["seconds"], train_steps=summary["global_step"],
                 process_seconds=ended - T0,

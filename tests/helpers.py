@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import ppo_mountaincar as pm
+from ppo_toolbox import checkpoint, figures
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "param" / "pretrained" / "actor_net.param"
@@ -32,4 +33,9 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
 def scalars_of(logdir: str, run_name: str) -> dict[str, list[tuple[int, float]]]:
     """A run's VisualDL scalars as (step, value) lists, read back with the module's reader."""
     return {tag: list(zip(steps.tolist(), values.tolist()))
-            for tag, (steps, values) in pm.read_scalars(Path(logdir) / run_name).items()}
+            for tag, (steps, values) in figures.read_scalars(Path(logdir) / run_name).items()}
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint read and checked as `train --resume` reads it."""
+    return checkpoint.read_checkpoint(path, pm.Args)

@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import ppo_mountaincar as pm
+from ppo_toolbox import acting
 import pytest
 
 
@@ -94,7 +95,7 @@ def test_actions_are_sampled_from_pi_not_from_softmax_of_pi():
     last = actor.net[-1]
     last.weight.set_value(np.zeros_like(last.weight.numpy()))
     last.bias.set_value(np.log(probs))  # pi(.|s) = probs for every s
-    logp_table = pm.NumpyActor(actor).log_probs(np.zeros((20000, 2), np.float32))
+    logp_table = acting.NumpyNet(actor).log_probs(np.zeros((20000, 2), np.float32))
     actions, logp = pm.sample_actions(logp_table, np.random.default_rng(1))
     freq = np.bincount(actions, minlength=3) / len(actions)
     assert freq == pytest.approx(probs, abs=0.01)  # softmax(probs) would give ~[0.54, 0.23, 0.23]

@@ -1,10 +1,14 @@
 """The command line (section 13): help, and mistakes that end in one line and exit code 2."""
+import dataclasses
 import os
 import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import ppo_mountaincar as pm
+from ppo_toolbox import cli as ppo_cli
 import pytest
 
 from helpers import cli, one_line_error
@@ -33,7 +37,7 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path):
 
 def test_help_documents_every_training_flag():
     out = cli("--help").stdout
-    for f in pm.dataclasses.fields(pm.Args):
+    for f in dataclasses.fields(pm.Args):
         assert "--" + f.name.replace("_", "-") in out
 
 
@@ -70,7 +74,7 @@ def test_absurd_sizes_are_refused_at_once_and_touch_nothing(argv, words, tmp_pat
 
 
 def test_the_preset_flag_offers_exactly_the_presets():
-    [preset] = [f for f in pm.dataclasses.fields(pm.Args) if f.name == "preset"]
+    [preset] = [f for f in dataclasses.fields(pm.Args) if f.name == "preset"]
     assert set(preset.metadata["choices"]) == set(pm.PRESETS)
 
 
@@ -93,34 +97,34 @@ def test_the_preset_flag_offers_exactly_the_presets():
     (["replay", "param/pretrained/actor_net.param", "--seed", str(2**64)], "--seed must be in 0.."),
 ])
 def test_flags_that_cannot_work_are_one_line_before_anything_runs(argv, words, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(pm.Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     outdirs = ["--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")] if argv[0] not in ("eval", "replay") else []
-    assert pm.main([*argv, *outdirs]) == 2
+    assert ppo_cli.main([*argv, *outdirs]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
     assert not (tmp_path / "p").exists()  # nothing written
 
 
 def test_output_mishaps_are_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(pm.Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     policy = "param/pretrained/actor_net.param"
     target = tmp_path / "real.gif"
     target.write_bytes(b"old")
     link = tmp_path / "link.gif"
     link.symlink_to(target)
     # a symlink is written through to its target, and stays a link
-    assert pm.main(["replay", policy, "--episodes", "1", "--out", str(link)]) == 0
+    assert ppo_cli.main(["replay", policy, "--episodes", "1", "--out", str(link)]) == 0
     assert link.is_symlink() and target.read_bytes()[:3] == b"GIF"
     # a target that is not a regular file is refused; so is a folder that is a file
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    assert pm.main(["replay", policy, "--episodes", "1", "--out", str(fifo)]) == 2
+    assert ppo_cli.main(["replay", policy, "--episodes", "1", "--out", str(fifo)]) == 2
     run = pm.train(pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
                            eval_every=0, quiet=True, plots=False, logdir=str(tmp_path / "exp"),
                            param_dir=str(tmp_path / "param")))
-    assert pm.main(["plot", str(tmp_path / "exp" / run["run_name"]), "--out", str(target)]) == 2  # a file
+    assert ppo_cli.main(["plot", str(tmp_path / "exp" / run["run_name"]), "--out", str(target)]) == 2  # a file
     (tmp_path / "runs").mkdir()
-    assert pm.main(["plot", str(tmp_path / "runs")]) == 2  # no records there
+    assert ppo_cli.main(["plot", str(tmp_path / "runs")]) == 2  # no records there
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("error:") for line in lines), lines
     assert "not a regular file" in lines[0]
@@ -130,24 +134,24 @@ def test_a_damaged_records_file_is_one_line(tmp_path, capsys):
     run = tmp_path / "exp" / "run"
     run.mkdir(parents=True)
     (run / "vdlrecords.1.log").write_bytes(os.urandom(64))
-    assert pm.main(["plot", str(run), "--out", str(tmp_path / "img")]) == 2
+    assert ppo_cli.main(["plot", str(run), "--out", str(tmp_path / "img")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "damaged" in err[0], err
 
 
 def test_eval_into_a_closed_pipe_is_quiet():
-    proc = subprocess.run(f"{sys.executable} {pm.Path(__file__).resolve().parents[1] / 'ppo_mountaincar.py'} "
+    proc = subprocess.run(f"{sys.executable} {Path(__file__).resolve().parents[1] / 'ppo_mountaincar.py'} "
                           "eval param/pretrained/actor_net.param --json | head -c 0", shell=True,
-                          cwd=pm.Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("sig", [2, 15])  # SIGINT, SIGTERM
 def test_a_signal_during_replay_is_one_line_and_leaves_no_half_gif(tmp_path, sig):
     out = tmp_path / "r.gif"
-    proc = subprocess.Popen([sys.executable, str(pm.Path(__file__).resolve().parents[1] / "ppo_mountaincar.py"), "replay",
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "ppo_mountaincar.py"), "replay",
                              "param/pretrained/actor_net.param", "--episodes", "20", "--out", str(out)],
-                            cwd=pm.Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(7)  # past the imports (2-4 s), well inside the 20 episodes (about 17 s)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

@@ -5,7 +5,8 @@ import shlex
 import pytest
 from helpers import ROOT
 
-import ppo_mountaincar as pm
+from ppo_toolbox import settings
+from ppo_toolbox import cli as ppo_cli
 
 COMMAND = re.compile(r"^\s*(python ppo_mountaincar\.py[^#\n]*)", re.M)
 
@@ -31,9 +32,9 @@ def test_every_documented_command_parses(command):
     argv = shlex.split(command)[2:]
     if "--help" in argv:
         return  # argparse prints and exits; test_cli checks the help
-    ns = pm.parse_command_line(argv)
+    ns = ppo_cli.parse_command_line(argv)
     if ns.command == "train":
-        pm.validate(pm.args_from_cli(ns))  # and its settings are accepted
+        settings.validate(ppo_cli.args_from_cli(ns))  # and its settings are accepted
 
 
 @pytest.mark.parametrize("readme", ["README.md", "README_cn.md"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import ppo_mountaincar as pm
+from ppo_toolbox import evaluation, figures
 import pytest
 from PIL import Image
 
@@ -19,7 +20,7 @@ from helpers import PRETRAINED, cli
 
 
 def test_shipped_policy_solves_mountain_car_on_held_out_seeds():
-    result = pm.evaluate(pm.load_policy(PRETRAINED), "MountainCar-v0", 100, pm.HOLDOUT_SEED)
+    result = pm.evaluate(pm.load_policy(PRETRAINED), "MountainCar-v0", 100, evaluation.HOLDOUT_SEED)
     assert result["mean_return"] >= -110 and result["success_rate"] == 1.0
     # the same numbers through the command line, as JSON
     proc = cli("eval", str(PRETRAINED), "--json")
@@ -114,7 +115,7 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
     args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=1024,
                    quiet=True, plots=False, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
     summary = pm.train(args)
-    ours = pm.read_scalars(tmp_path / "exp" / summary["run_name"])["loss/action_loss"]
+    ours = figures.read_scalars(tmp_path / "exp" / summary["run_name"])["loss/action_loss"]
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("visualdl")), "--logdir", "./exp",
                                "--host", "127.0.0.1", "--port", str(port), "--language", "en",

@@ -4,6 +4,7 @@ Gymnasium."""
 import numpy as np
 import paddle
 import ppo_mountaincar as pm
+from ppo_toolbox import acting, envs
 import pytest
 
 
@@ -14,7 +15,7 @@ def test_numpy_actor_matches_the_paddle_actor(activation, norm):
     actor = pm.Actor(2, 3, (64, 32), activation, obs_norm)
     x = np.random.default_rng(1).normal([-0.5, 0.0], [0.3, 0.03], (256, 2)).astype(np.float32)
     x[0] = [50.0, -50.0]  # far outside the statistics: the normalised input is clipped at 10
-    fast = pm.NumpyActor(actor)
+    fast = acting.NumpyNet(actor)
     with paddle.no_grad():
         expected = paddle.nn.functional.log_softmax(actor.logits(paddle.to_tensor(x)), -1).numpy()
     assert fast.log_probs(x) == pytest.approx(expected, abs=1e-5)
@@ -29,9 +30,9 @@ def test_numpy_actor_matches_the_paddle_actor(activation, norm):
 @pytest.mark.parametrize("limit", [200, 0, 50])
 def test_fast_mountain_car_matches_gymnasium_step_for_step(limit):
     n, seeds = 8, [11 * i + 3 for i in range(8)]
-    ours = pm.make_vec_env("MountainCar-v0", n, limit)
-    theirs = pm.make_vec_env("MountainCar-v0", n, limit, fast=False)
-    assert isinstance(ours, pm.MountainCarVecEnv) and not isinstance(theirs, pm.MountainCarVecEnv)
+    ours = envs.make_vec_env("MountainCar-v0", n, limit)
+    theirs = envs.make_vec_env("MountainCar-v0", n, limit, fast=False)
+    assert isinstance(ours, envs.MountainCarVecEnv) and not isinstance(theirs, envs.MountainCarVecEnv)
     o1, _ = ours.reset(seed=seeds)
     o2, _ = theirs.reset(seed=seeds)
     rng = np.random.default_rng(0)

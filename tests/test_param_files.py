@@ -12,6 +12,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 import ppo_mountaincar as pm
+from ppo_toolbox import network_files, param_files
 import pytest
 
 from helpers import ROOT, cli, one_line_error
@@ -37,7 +38,7 @@ def test_param_round_trip_gives_identical_outputs(tmp_path):
 def test_older_plain_paddle_state_dicts_still_load(tmp_path):
     # what paddle.save of a bare state dict writes: no meta entry
     paddle.save(pm.Actor(2, 3).state_dict(), str(tmp_path / "old.param"))
-    state = pm.load_state(tmp_path / "old.param")
+    state = param_files.load_state(tmp_path / "old.param")
     assert "net.0.weight" in state and state["net.0.weight"].shape == (2, 128)
 
 
@@ -78,9 +79,9 @@ def tutorial_files(tmp_path_factory):
 def test_tutorial_actor_maps_output_for_output(tutorial_files):
     actor, critic, actor_path, critic_path = tutorial_files
     x = np.random.default_rng(1).uniform([-1.2, -0.07], [0.6, 0.07], (2000, 2)).astype(np.float32)
-    ours = pm.load_actor(actor_path)
-    assert ours.meta["tutorial"] and ours.meta["env_id"] == "MountainCar-v0"
-    assert ours.meta["hidden_sizes"] == [128] and ours.meta["activation"] == "relu"
+    ours, meta = pm.load_actor(actor_path), network_files.read_network(actor_path, "actor").meta
+    assert meta["tutorial"] and meta["env_id"] == "MountainCar-v0"
+    assert meta["hidden_sizes"] == [128] and meta["activation"] == "relu"
     with paddle.no_grad():
         theirs = actor(paddle.to_tensor(x)).numpy()
         assert np.array_equal(ours(paddle.to_tensor(x)).numpy(), theirs)
@@ -175,7 +176,7 @@ def test_a_crash_between_write_and_rename_keeps_the_old_file(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        pm.atomic_write(path, lambda tmp: Path(tmp).write_bytes(b"new"))
+        param_files.atomic_write(path, lambda tmp: Path(tmp).write_bytes(b"new"))
     assert path.read_bytes() == b"old and good"
     assert [p.name for p in tmp_path.iterdir()] == ["actor_net.param"]  # no temp file left
 
@@ -183,11 +184,11 @@ def test_a_crash_between_write_and_rename_keeps_the_old_file(tmp_path, monkeypat
 def test_kill_9_while_checkpointing_never_leaves_a_broken_file(tmp_path):
     # A child rewrites a checkpoint-sized file in a loop; SIGKILL lands at a random moment.
     target = tmp_path / "ckpt.param"
-    code = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r}); import paddle, ppo_mountaincar as pm\n"
+    code = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r}); import paddle\nfrom ppo_toolbox import param_files\n"
             f"from pathlib import Path\ni = 0\n"
             f"while True:\n"
             f"    i += 1\n"
-            f"    pm.atomic_write(Path({str(target)!r}), lambda t: paddle.save({{'w': np.full(300_000, i, np.float32)}}, t))\n"
+            f"    param_files.atomic_write(Path({str(target)!r}), lambda t: paddle.save({{'w': np.full(300_000, i, np.float32)}}, t))\n"
             f"    print(i, flush=True)\n")
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -196,5 +197,5 @@ def test_kill_9_while_checkpointing_never_leaves_a_broken_file(tmp_path):
         time.sleep(rng.uniform(0.05, 0.5))
         child.kill()
         child.wait()
-        w = pm.load_state(target)["w"]
+        w = param_files.load_state(target)["w"]
         assert w.shape == (300_000,) and np.all(w == w[0])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import ppo_mountaincar as pm
+from ppo_toolbox import acting, evaluation, figures, network_files, param_files
 import pytest
 
 from helpers import ROOT, cli, one_line_error
@@ -36,14 +37,14 @@ def good(tmp_path_factory):
     agent = pm.PPO(2, 3, pm.Args())
     agent.obs_norm.update(np.random.default_rng(0).normal([-0.5, 0.0], [0.3, 0.02], (500, 2)))
     path = agent.save_param(folder)
-    return path, pm.load_state(path)
+    return path, param_files.load_state(path)
 
 
 def resealed(state, tmp_path, name="actor_net.param", **meta):
     """A crafted file with a valid checksum: what an attacker can always write."""
     state = {**state, "meta": {**state["meta"], **meta}} if meta else state
     path = tmp_path / name
-    paddle.save(pm.sealed(state), str(path))
+    paddle.save(param_files.sealed(state), str(path))
     return path
 
 
@@ -68,11 +69,11 @@ def test_an_env_id_from_a_file_never_imports_a_module(good, tmp_path):
         assert not marker.exists(), command
     sys.path.insert(0, str(tmp_path))
     try:  # in a notebook: load_policy works, running it in the file's env is refused
-        actor = pm.load_actor(path)
+        actor, meta = pm.load_actor(path), network_files.read_network(path, "actor").meta
         with pytest.raises(pm.UsageError, match="--allow-env-module"):
-            pm.env_for(actor)
+            evaluation.env_for(meta)
         with pytest.raises(pm.UsageError, match="would import"):
-            pm.policy_value_figure(actor, None)
+            figures.policy_value_figure(acting.NumpyNet(actor), None, meta["env_id"])
         assert not marker.exists()
     finally:
         sys.path.remove(str(tmp_path))
@@ -144,7 +145,7 @@ def test_weights_of_the_wrong_kind_are_refused(good, tmp_path):
         refused(path, "is damaged")
     missing = resealed({**state, "meta": {k: v for k, v in state["meta"].items() if k != "env_id"}}, tmp_path)
     with pytest.raises(pm.UsageError, match="pass --env-id"):  # loads; asks which env to run it in
-        pm.env_for(pm.load_actor(missing))
+        evaluation.env_for(network_files.read_network(missing, "actor").meta)
 
 
 def test_a_one_dimensional_tutorial_weight_is_not_taken_for_a_tutorial_file(tmp_path):
@@ -183,12 +184,12 @@ def test_refusing_a_crafted_file_costs_no_more_memory_than_a_plain_eval(good, tm
         assert mb < plain + 20, (name, mb, plain)  # the files are a few KB
 
 
-MAXOBS = pm.MAX_OBS_DIM
+MAXOBS = network_files.MAX_OBS_DIM
 
 
 def test_every_byte_flip_and_truncation_is_a_correct_load_or_one_line(tmp_path):
     path = ROOT / "param" / "pretrained" / "actor_net.param"  # the file users get
-    state = pm.load_state(path)
+    state = param_files.load_state(path)
     data = path.read_bytes()
     rng = np.random.default_rng(0)
     cases = [data[:n] for n in rng.choice(len(data), 100, replace=False)]

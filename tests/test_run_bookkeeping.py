@@ -12,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import paddle
 import ppo_mountaincar as pm
+from ppo_toolbox import best_policy, checkpoint, figures, folders, logbook, network_files, param_files, settings
+from ppo_toolbox import cli as ppo_cli
+from ppo_toolbox import run as ppo_run
 import pytest
 from PIL import Image
 
-from helpers import QUICK, ROOT, SMALL, cli, one_line_error, scalars_of
+from helpers import load_checkpoint, QUICK, ROOT, SMALL, cli, one_line_error, scalars_of
 
 
 def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
@@ -36,13 +39,13 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
     assert values["seed"] == 1 and values["preset"] == "default"
     assert values["envs"] == args.num_envs and values["epochs"] == args.update_epochs  # changed ones
     assert "logdir" not in values and len(values) <= 8
-    short = [pm.SHORT_NAMES.get(k, k) for k in ["preset", "seed", *pm.changed_settings(args)]]
+    short = [settings.SHORT_NAMES.get(k, k) for k in ["preset", "seed", *pm.changed_settings(args)]]
     assert list(values) == short[:8]  # what this run changed comes first
     assert summary["run_name"].startswith("default,")  # and leads its name, for VisualDL's run list
     metrics = [m.name for m in hparams.hparam.metricInfos]
     assert metrics == ["return", "success", "seconds"]
     # a label longer than 7 characters can freeze VisualDL's parallel-coordinates view
-    assert max(len(name) for name in [*values, *metrics, *pm.SHORT_NAMES.values()]) <= 7
+    assert max(len(name) for name in [*values, *metrics, *settings.SHORT_NAMES.values()]) <= 7
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for metric in metrics:  # every metric the HParams panel shows is a logged scalar
         assert scalars[metric]
@@ -62,21 +65,21 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    ckpt_path, = (tmp_path / "param").glob(f"*/{pm.CHECKPOINT}")  # in the run's own folder
+    ckpt_path, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")  # in the run's own folder
     assert f"--resume {ckpt_path}" in err and "Traceback" not in err
-    first = pm.load_checkpoint(ckpt_path)["counters"]
+    first = load_checkpoint(ckpt_path)["counters"]
     assert first["rollouts"] > 0 and first["global_step"] > 0
 
     budget = first["global_step"] + 4 * 256
     done = cli("train", "--resume", str(ckpt_path), "--total-timesteps", str(budget), "--quiet")
     assert done.returncode == 0, done.stderr
-    second = pm.load_checkpoint(ckpt_path)
+    second = load_checkpoint(ckpt_path)
     c = second["counters"]
     assert c["global_step"] >= budget and c["rollouts"] >= first["rollouts"] + 4
     assert c["gradient_steps"] == first["gradient_steps"] + (c["rollouts"] - first["rollouts"]) * 2 * 2
     # the VisualDL steps continue in the same run folder: one point per update (at its last
     # minibatch step, 2 epochs x 2 minibatches), none logged twice, none missing
-    scalars = pm.read_scalars(tmp_path / "exp" / second["run_name"])
+    scalars = figures.read_scalars(tmp_path / "exp" / second["run_name"])
     steps = scalars["loss/action_loss"][0].tolist()
     assert steps == list(range(3, c["gradient_steps"], 4))
 
@@ -97,16 +100,16 @@ def test_resume_restores_the_optimizer_moments_under_other_parameter_names():
     paddle.seed(0)
     original = pm.PPO(2, 3, args)
     update(original)  # now Adam has moments
-    weights = {role: pm.numpy_state(net) for role, net in (("actor", original.actor_net),
+    weights = {role: param_files.numpy_state(net) for role, net in (("actor", original.actor_net),
                                                             ("critic", original.critic_net))}
-    moments = pm.optimizer_state(original.optimizer, original.actor_net, original.critic_net)
+    moments = checkpoint.optimizer_state(original.optimizer, original.actor_net, original.critic_net)
     pm.Actor(2, 3, (7,))  # shifts the auto-generated parameter names in this process
     resumed, fresh = pm.PPO(2, 3, args), pm.PPO(2, 3, args)
     assert resumed.actor_net.net[0].weight.name != original.actor_net.net[0].weight.name
     for agent in (resumed, fresh):
-        pm.load_weights(agent.actor_net, weights["actor"], "test")
-        pm.load_weights(agent.critic_net, weights["critic"], "test")
-    pm.restore_optimizer(resumed.optimizer, moments, resumed.actor_net, resumed.critic_net)
+        network_files.load_weights(agent.actor_net, weights["actor"], "test")
+        network_files.load_weights(agent.critic_net, weights["critic"], "test")
+    checkpoint.restore_optimizer(resumed.optimizer, moments, resumed.actor_net, resumed.critic_net)
     after = []
     for agent in (original, resumed, fresh):
         update(agent)
@@ -153,13 +156,13 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
         return stats
 
     monkeypatch.setattr(pm.PPO, "update", poisoned)
-    code = pm.main(["--total-timesteps", "4096", "--save-every", "1", *QUICK, *dirs])
+    code = ppo_cli.main(["--total-timesteps", "4096", "--save-every", "1", *QUICK, *dirs])
     assert code == 1
-    net = next((tmp_path / "param").glob(f"*/{pm.CHECKPOINT}")).parent
-    ckpt = pm.load_checkpoint(net / pm.CHECKPOINT)
+    net = next((tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")).parent
+    ckpt = load_checkpoint(net / checkpoint.CHECKPOINT)
     assert ckpt["counters"]["rollouts"] == 2  # the last good one
     assert np.isfinite(ckpt["actor"]["net.0.weight"]).all()
-    assert not (net / "actor_net.param").exists() or np.isfinite(pm.load_state(net / "actor_net.param")["net.0.weight"]).all()
+    assert not (net / "actor_net.param").exists() or np.isfinite(param_files.load_state(net / "actor_net.param")["net.0.weight"]).all()
 
 
 def test_two_trainings_in_one_folder_never_share_files(tmp_path):
@@ -176,8 +179,8 @@ def test_two_trainings_in_one_folder_never_share_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["same", "same-2"]
     seeds, weights = [], []
     for name in ("same", "same-2"):
-        ckpt = pm.load_checkpoint(tmp_path / "param" / name / pm.CHECKPOINT)
-        actor = pm.load_state(tmp_path / "param" / name / "actor_net.param")
+        ckpt = load_checkpoint(tmp_path / "param" / name / checkpoint.CHECKPOINT)
+        actor = param_files.load_state(tmp_path / "param" / name / "actor_net.param")
         # one evaluation, at the end: the kept policy is the run's final network, in its checkpoint
         assert ckpt["run_name"] == name and np.array_equal(actor["net.0.weight"], ckpt["actor"]["net.0.weight"])
         seeds.append(ckpt["config"]["seed"])
@@ -193,10 +196,10 @@ def test_a_moved_checkpoint_resumes_into_its_new_folder(tmp_path):
     (tmp_path / "elsewhere" / "actor_net_best.param").unlink(missing_ok=True)
     other = tmp_path / "other"
     other.mkdir()
-    done = cli("train", "--resume", str(tmp_path / "elsewhere" / pm.CHECKPOINT), "--total-timesteps", "1024",
+    done = cli("train", "--resume", str(tmp_path / "elsewhere" / checkpoint.CHECKPOINT), "--total-timesteps", "1024",
                "--quiet", cwd=other)
     assert done.returncode == 0, done.stderr
-    ckpt = pm.load_checkpoint(tmp_path / "elsewhere" / pm.CHECKPOINT)
+    ckpt = load_checkpoint(tmp_path / "elsewhere" / checkpoint.CHECKPOINT)
     assert ckpt["counters"]["global_step"] >= 1024  # written where the checkpoint is now
     assert (tmp_path / "elsewhere" / "actor_net.param").is_file()
     assert not (first / "param" / "moved").exists()
@@ -207,7 +210,7 @@ COMMON = dict(num_envs=4, num_steps=64, batch_size=128, update_epochs=2, anneal_
 
 
 def final_weights(summary):
-    return pm.load_checkpoint(summary["checkpoint"])["actor"]
+    return load_checkpoint(summary["checkpoint"])["actor"]
 
 
 def test_stop_and_resume_at_an_update_boundary_gives_the_same_weights(tmp_path):
@@ -223,16 +226,10 @@ def test_stop_and_resume_at_an_update_boundary_gives_the_same_weights(tmp_path):
 
 def test_a_stop_mid_rollout_checkpoints_the_state_before_that_rollout(tmp_path, monkeypatch):
     whole = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
-    checks = {"n": 0}
-
-    def requested(self):  # one check per env step and one after each rollout: 65 per rollout
-        checks["n"] += 1
-        return checks["n"] > 65 * 2 + 30  # 30 steps into the third rollout
-
-    monkeypatch.setattr(pm.StopSignal, "requested", property(requested))
+    stop_on_call(monkeypatch, ppo_run.Run, "record_step", 64 * 2 + 30)  # 30 steps into the third rollout
     stopped = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
     monkeypatch.undo()
-    counters = pm.load_checkpoint(stopped["checkpoint"])["counters"]
+    counters = load_checkpoint(stopped["checkpoint"])["counters"]
     assert counters["global_step"] == 512 and counters["rollouts"] == 2  # not 512 + 30 steps
     resumed = pm.resume(stopped["checkpoint"])
     a, b = final_weights(whole), final_weights(resumed)
@@ -241,11 +238,11 @@ def test_a_stop_mid_rollout_checkpoints_the_state_before_that_rollout(tmp_path, 
 
 def test_a_checkpoint_whose_env_state_does_not_fit_is_refused_in_one_line(tmp_path):
     run = pm.train(pm.Args(**COMMON, total_timesteps=256, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
-    state = pm.load_checkpoint(run["checkpoint"])
+    state = load_checkpoint(run["checkpoint"])
     del state["path"]
     state["envs"]["ep_return"] = np.zeros(3)  # 3 open episodes for 4 envs
     bad = tmp_path / "bad.ckpt"
-    paddle.save(pm.sealed({k: v for k, v in state.items() if k != "checksum"}), str(bad))
+    paddle.save(param_files.sealed({k: v for k, v in state.items() if k != "checksum"}), str(bad))
     with pytest.raises(pm.UsageError, match="env state is damaged"):
         pm.resume(bad)
 
@@ -273,7 +270,7 @@ def test_a_stop_inside_an_update_undoes_it_and_resume_gives_the_same_weights(tmp
     stopped = pm.train(pm.Args(**COMMON, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
     monkeypatch.undo()
     assert stopped["interrupted"] == signal.SIGINT
-    saved = pm.load_checkpoint(stopped["checkpoint"])
+    saved = load_checkpoint(stopped["checkpoint"])
     # the update was cut short (one step of four done after the signal, not the rest) and undone
     assert saved["counters"]["rollouts"] == rollouts_kept
     assert saved["counters"]["global_step"] == 256 * rollouts_kept
@@ -287,10 +284,10 @@ def test_a_stop_inside_an_update_undoes_it_and_resume_gives_the_same_weights(tmp
 def test_a_stop_inside_an_evaluation_undoes_that_update_and_resume_evaluates_it(tmp_path, monkeypatch):
     settings = dict(COMMON, eval_every=256, eval_episodes=5, total_timesteps=1024)
     whole = pm.train(pm.Args(**settings, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
-    stop_on_call(monkeypatch, pm, "evaluate", 2)  # the evaluation after the second update
+    stop_on_call(monkeypatch, best_policy, "evaluate", 2)  # the evaluation after the second update
     stopped = pm.train(pm.Args(**settings, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
     monkeypatch.undo()
-    saved = pm.load_checkpoint(stopped["checkpoint"])
+    saved = load_checkpoint(stopped["checkpoint"])
     assert saved["counters"]["rollouts"] == 1 and [h["global_step"] for h in saved["history"]] == [256]
     resumed = pm.resume(stopped["checkpoint"])
     assert [h["global_step"] for h in resumed["eval_history"]] == [256, 512, 768, 1024]
@@ -319,9 +316,9 @@ def test_sigterm_inside_a_long_phase_ends_within_seconds_with_the_checkpoint_it_
     took = time.perf_counter() - signalled
     assert proc.returncode == 143 and "Traceback" not in err, err
     assert took < 2.5, f"{took:.1f} s from SIGTERM to exit"
-    ckpt_path, = (tmp_path / "param").glob(f"*/{pm.CHECKPOINT}")
+    ckpt_path, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")
     assert f"checkpoint saved to {ckpt_path}" in err
-    saved = pm.load_checkpoint(ckpt_path)
+    saved = load_checkpoint(ckpt_path)
     c = saved["counters"]
     # an update boundary: whole updates only, and every evaluation due by then was made
     assert c["gradient_steps"] == c["rollouts"] * (1000 * 4 if phase == "update" else 2 * 2)
@@ -331,13 +328,13 @@ def test_sigterm_inside_a_long_phase_ends_within_seconds_with_the_checkpoint_it_
 
 
 def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figures(tmp_path, monkeypatch, capsys):
-    stop_on_call(monkeypatch, pm.Checkpoints, "save", 1)  # save_every=0: the final checkpoint is the first
+    stop_on_call(monkeypatch, ppo_run.Run, "write_checkpoint", 1)  # save_every=0: the final checkpoint is the first
     summary = pm.train(pm.Args(**dict(COMMON, plots=True, eval_every=256, eval_episodes=5), total_timesteps=512,
                                logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
     assert summary["interrupted"] == signal.SIGINT
     err = capsys.readouterr().err
     assert f"SIGINT: the run had finished; its policy and checkpoint are saved in {summary['run_dir']}" in err
-    assert pm.load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == 512
+    assert load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == 512
     # the run's policy is the best evaluated one, copied where the tutorial puts it; no figures
     run_dir = Path(summary["run_dir"])
     for name in ("actor_net", "critic_net"):
@@ -349,29 +346,30 @@ def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figur
 def test_a_records_file_the_writer_could_not_finish_stops_the_run_with_a_checkpoint(tmp_path, monkeypatch):
     # what VisualDL's writer thread leaves on a full disk: half a record, then nothing (it
     # only prints a warning); simulated after the second evaluation
-    real, calls = pm.Logbook.record_evaluation, {"n": 0}
+    real, commits = logbook.Logbook.commit, {"n": 0}
 
-    def torn(self, *a, **kw):
-        real(self, *a, **kw)
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def torn(self):
+        evaluated = any(tag == "eval/mean_return" for _, tag, _, _ in self.pending)
+        real(self)
+        commits["n"] += evaluated
+        if evaluated and commits["n"] == 2:
             self.writer.flush()
             with open(self.records, "ab") as f:
                 f.write((500).to_bytes(8, "little") + b"half")
 
-    monkeypatch.setattr(pm.Logbook, "record_evaluation", torn)
+    monkeypatch.setattr(logbook.Logbook, "commit", torn)
     args = pm.Args(**dict(COMMON, eval_every=256, eval_episodes=5), total_timesteps=1024,
                    logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
     with pytest.raises(OSError, match="VisualDL's writer failed") as failed:
         pm.train(args)
     monkeypatch.undo()
     records = Path(failed.value.filename)
-    ckpt, = (tmp_path / "p").glob(f"*/{pm.CHECKPOINT}")
-    assert pm.load_checkpoint(ckpt)["counters"]["global_step"] == 512  # the run stopped there
+    ckpt, = (tmp_path / "p").glob(f"*/{checkpoint.CHECKPOINT}")
+    assert load_checkpoint(ckpt)["counters"]["global_step"] == 512  # the run stopped there
     resumed = pm.resume(ckpt)  # cuts the torn record and appends
     assert resumed["global_step"] == 1024
-    assert pm.whole_records_end(records) == records.stat().st_size
-    steps = pm.read_scalars(records.parent)["eval/mean_return"][0].tolist()
+    assert logbook.whole_records_end(records) == records.stat().st_size
+    steps = figures.read_scalars(records.parent)["eval/mean_return"][0].tolist()
     assert steps == [256, 512, 768, 1024]
 
 
@@ -379,8 +377,9 @@ def test_a_run_name_shows_whole_changed_settings_and_counts_the_rest(tmp_path):
     args = pm.Args(total_timesteps=8192, num_envs=8, batch_size=256, update_epochs=4, gae_lambda=0.95,
                    ent_coef=0.02, explore_decay_steps=50000, actor_lr=0.001, logdir=str(tmp_path / "e"),
                    param_dir=str(tmp_path / "p"))
-    name, _ = pm.claim_run_folders(args)
+    name, _ = folders.claim_run_folders(args, pm.changed_settings(args))
     label = name.split("__")[0]
     assert label == "default,steps=8192,envs=8,lam=0.95,epochs=4,bs=256,alr=0.001,+2"  # ent, bdecay left out
-    name, _ = pm.claim_run_folders(pm.Args(seed=3, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
+    plain = pm.Args(seed=3, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
+    name, _ = folders.claim_run_folders(plain, pm.changed_settings(plain))
     assert name.startswith("default__seed3__MountainCar-v0__")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import ppo_mountaincar as pm
+from ppo_toolbox import acting, evaluation, network_files, param_files
+from ppo_toolbox import cli as ppo_cli
 
-from helpers import SMALL, scalars_of
+from helpers import load_checkpoint, SMALL, scalars_of
 
 
 def test_short_run_writes_visualdl_records_and_param_files(outdirs):
@@ -40,7 +42,7 @@ def test_same_seed_same_results(outdirs, tmp_path):
         dirs = dict(logdir=str(tmp_path / f"exp{i}"), param_dir=str(tmp_path / f"param{i}"))
         summary = pm.train(pm.Args(**{**SMALL, "save_every": 0}, **dirs))
         scalars = scalars_of(dirs["logdir"], summary["run_name"])
-        weights = pm.load_state(summary["actor_path"])
+        weights = param_files.load_state(summary["actor_path"])
         runs.append((scalars["loss/action_loss"], scalars["episode/return"], weights))
     (loss_a, ret_a, w_a), (loss_b, ret_b, w_b) = runs
     assert loss_a == loss_b and ret_a == ret_b
@@ -49,7 +51,7 @@ def test_same_seed_same_results(outdirs, tmp_path):
 
 def test_tutorial_preset_updates_at_episode_end_with_a_bounded_buffer(outdirs):
     # CartPole episodes are short: each update must come at an episode end with >= 64 steps
-    args = pm.args_from_cli(pm.build_parser().parse_args(
+    args = ppo_cli.args_from_cli(ppo_cli.build_parser().parse_args(
         ["train", "--preset", "tutorial", "--env-id", "CartPole-v1", "--episodes", "12",
          "--quiet", "--logdir", outdirs["logdir"], "--param-dir", outdirs["param_dir"]]))
     assert (args.num_envs, args.num_steps, args.batch_size, args.gae_lambda) == (1, 8000, 64, 1.0)
@@ -57,7 +59,7 @@ def test_tutorial_preset_updates_at_episode_end_with_a_bounded_buffer(outdirs):
     summary = pm.train(args)
     assert summary["episodes_done"] == 12
     # no periodic evaluation in this preset: the files hold the final policy
-    assert pm.load_actor(summary["actor_path"]).meta["env_id"] == "CartPole-v1"
+    assert network_files.read_network(summary["actor_path"], "actor").meta["env_id"] == "CartPole-v1"
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     lengths = [int(v) for _, v in scalars["Steptime/steptime"]]
     # minibatch steps per update = 10 epochs x ceil(steps since last update / 64)
@@ -83,9 +85,9 @@ def test_default_preset_learns_within_a_small_budget(outdirs):
     # An untrained policy never reaches the flag in 200 steps (-200); 40,960 steps of the
     # default preset must bring the greedy 100-episode mean far above that.
     args = pm.Args(total_timesteps=40_960, quiet=True, plots=False, **outdirs)
-    before = pm.evaluate(pm.make_policy(pm.PPO(2, 3, args).actor_net), "MountainCar-v0", 100, pm.EVAL_SEED)
+    before = pm.evaluate(evaluation.make_policy(acting.NumpyNet(pm.PPO(2, 3, args).actor_net)), "MountainCar-v0", 100, evaluation.EVAL_SEED)
     summary = pm.train(args)
-    after = pm.evaluate(pm.load_policy(summary["actor_path"]), "MountainCar-v0", 100, pm.HOLDOUT_SEED)
+    after = pm.evaluate(pm.load_policy(summary["actor_path"]), "MountainCar-v0", 100, evaluation.HOLDOUT_SEED)
     assert before["mean_return"] == -200.0
     assert after["mean_return"] > -150 and after["success_rate"] == 1.0
 
@@ -123,6 +125,6 @@ def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs, capsys):
     summary = pm.train(args)
     timer.join()
     assert summary["interrupted"] == signal.SIGINT and 0 < summary["global_step"] < 10**7
-    assert pm.load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == summary["global_step"]
+    assert load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == summary["global_step"]
     assert "resume with: python ppo_mountaincar.py train --resume" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is handler

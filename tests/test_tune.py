@@ -14,6 +14,9 @@ from pathlib import Path
 
 import optuna
 import ppo_mountaincar as pm
+from ppo_toolbox import settings
+from ppo_toolbox import tune as ppo_tune
+from ppo_toolbox import cli as ppo_cli
 import pytest
 
 from helpers import ROOT, cli, one_line_error
@@ -41,11 +44,11 @@ def test_a_small_study_completes_and_prints_a_command_that_parses(tmp_path):
     proc = tune(tmp_path, "--trials", "2", "--seeds", "2")
     assert proc.returncode == 0, proc.stderr
     command = next(line for line in proc.stdout.splitlines() if line.startswith("python ppo_mountaincar.py "))
-    args = pm.args_from_cli(pm.parse_command_line(command.split()[2:]))
-    pm.validate(args)
+    args = ppo_cli.args_from_cli(ppo_cli.parse_command_line(command.split()[2:]))
+    settings.validate(args)
     assert args.total_timesteps == 1024 and args.eval_every == 512  # the fixed flags are kept
     best = json.loads((tmp_path / "exp" / "tune" / "MountainCar-v0-default_best.json").read_text())
-    assert best["command"] == command and set(best["params"]) == set(pm.SEARCH_SPACE) - {"batch_size"}  # fixed by TINY
+    assert best["command"] == command and set(best["params"]) == set(ppo_tune.SEARCH_SPACE) - {"batch_size"}  # fixed by TINY
     assert "top trials:" in proc.stdout and "parameter importances:" in proc.stdout
     # each trial's runs are ordinary runs, named for the trial and seed
     runs = sorted(p.name for p in (tmp_path / "exp").glob("tune-*"))
@@ -127,12 +130,12 @@ def test_a_hopeless_trial_is_pruned_early(tmp_path):
     fixed = dict(env_id="CartPole-v1", explore_bonus=0.0, total_timesteps=4096, num_envs=4, num_steps=128,
                  batch_size=128, update_epochs=4, eval_every=512, eval_episodes=5)
     base = pm.preset_args("default", **fixed, logdir=str(tmp_path / "exp"))
-    space = pm.check_space({"actor_lr": dict(type="float", low=1e-7, high=1e-2, log=True)}, fixed)
-    study = pm.open_study(None, "prune", str(tmp_path / "exp"), space, fixed)
+    space = ppo_tune.check_space({"actor_lr": dict(type="float", low=1e-7, high=1e-2, log=True)}, fixed)
+    study = ppo_tune.open_study(None, "prune", str(tmp_path / "exp"), space, fixed)
     study.pruner._n_startup_trials = 1
     study.enqueue_trial({"actor_lr": 3e-3})
     study.enqueue_trial({"actor_lr": 1e-7})
-    pm.tune_worker(study, base, space, [1], trials=2)
+    ppo_tune.tune_worker(study, base, space, [1], trials=2)
     good, bad = study.get_trials()
     assert good.state == optuna.trial.TrialState.COMPLETE and bad.state == optuna.trial.TrialState.PRUNED
     assert len(good.intermediate_values) == 8 and len(bad.intermediate_values) < 8
@@ -142,19 +145,19 @@ def test_a_hopeless_trial_is_pruned_early(tmp_path):
 def test_two_workers_starting_the_last_trial_together_run_it_once(tmp_path):
     # both workers saw one trial left and each started one: trials 0 and 1 are under way
     base = pm.preset_args("default", logdir=str(tmp_path / "exp"), total_timesteps=0)  # refused by train
-    space = pm.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}, {})
-    study = pm.open_study(None, "race", str(tmp_path / "exp"), space, {})
+    space = ppo_tune.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}, {})
+    study = ppo_tune.open_study(None, "race", str(tmp_path / "exp"), space, {})
     first, second = study.ask(), study.ask()
-    with pytest.raises(pm.SurplusTrial):
-        pm.run_trial(second, base, space, [1], trials=1)
+    with pytest.raises(ppo_tune.SurplusTrial):
+        ppo_tune.run_trial(second, base, space, [1], trials=1)
     assert "surplus" in second.user_attrs and "actor_lr" not in second.params  # given up before sampling
     assert not list((tmp_path / "exp").glob("tune-*"))
     # the lower number gets past the budget check, to training (which refuses total_timesteps=0)
     with pytest.raises(optuna.TrialPruned):
-        pm.run_trial(first, base, space, [1], trials=1)
+        ppo_tune.run_trial(first, base, space, [1], trials=1)
     assert "total" in first.user_attrs["invalid"]
     with pytest.raises(optuna.TrialPruned):  # and with room for two, so does the higher one
-        pm.run_trial(second, base, space, [1], trials=2)
+        ppo_tune.run_trial(second, base, space, [1], trials=2)
 
 
 def test_an_interrupted_study_resumes(tmp_path):

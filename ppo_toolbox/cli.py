@@ -1,0 +1,224 @@
+"""The command line, `python ppo_mountaincar.py [train|eval|replay|plot|tune] ...`: the parser
+(the training flags generated from the script's `Args`) and `main`, which turns every mistake
+into one line and an exit code. Top layer: it imports `ppo_mountaincar` and the toolbox."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import ppo_mountaincar as pm
+
+from .acting import NumpyNet
+from .checkpoint import CHECKPOINT, read_checkpoint, resumed_config
+from .errors import TrainingDiverged, UsageError
+from .evaluation import HOLDOUT_SEED, check_episode_seeds, env_for, evaluate, make_policy
+from .figures import latest_run, plot_run
+from .network_files import read_network
+from .replay import replay
+from .settings import field_types, parse_sizes
+
+COMMANDS = ("train", "eval", "replay", "plot", "tune")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every field of `Args`, typed by the field's type; unset flags stay None,
+    so that the preset's value applies."""
+    types = field_types(pm.Args)
+    for f in dataclasses.fields(pm.Args):
+        kw: dict[str, Any] = dict(default=None, help=f.metadata["help"])
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if types[f.name] is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = parse_sizes if types[f.name] is tuple else types[f.name]
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        kw["help"] += f" [default preset: {shown}]"
+        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: `train` and `tune` (their flags generated from `Args`), `eval`,
+    `replay` and `plot`."""
+    parser = _Parser(prog="ppo_mountaincar.py", description=pm.__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    tp = sub.add_parser("train", help="train a policy (the default command)",
+                        description="Train PPO. Flags left unset take the preset's value. Other "
+                        "commands: eval, replay, plot, tune (python ppo_mountaincar.py eval --help).")
+    tn = sub.add_parser("tune", help="search hyperparameters with Optuna, several seeds per trial",
+                        description="Search hyperparameters: each trial trains --seeds runs and scores the "
+                        "mean greedy return of their periodic evaluations. Training flags given here are "
+                        "fixed for every trial; the rest are searched (--space). The same command continues "
+                        "an interrupted study; with --storage postgresql://... several machines share one.")
+    add_training_flags(tp)
+    add_training_flags(tn)
+    tn.add_argument("--trials", type=int, default=50, help="trials in the study, all workers together [50]")
+    tn.add_argument("--jobs", type=int, default=1, help="trials at a time on this machine, one process each "
+                    "(one per core) [1]")
+    tn.add_argument("--seeds", type=int, default=3, help="training runs per trial, seeds 1..N [3]")
+    tn.add_argument("--storage", help="database URL shared by several machines, e.g. "
+                    "postgresql://user:password@host/optuna [a journal file exp/tune/STUDY.journal]")
+    tn.add_argument("--study", help="study name [ENV-PRESET, e.g. MountainCar-v0-default]")
+    tn.add_argument("--space", help="JSON file with the search space (replaces the default; see README)")
+    tn.add_argument("--show", action="store_true", help="print the study's best settings, top trials and "
+                    "parameter importances, and exit")
+    tn.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs processes
+    tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
+                    f"(param/<run name>/{CHECKPOINT}); its config is reused")
+    trust = dict(action="store_true", help="let --env-id name a module to import, as in "
+                 "mymodule:MyEnv-v0 (Gymnasium imports it: only for code you trust)")
+    tp.add_argument("--allow-env-module", **trust)
+
+    def policy_command(name: str, help: str, episodes: int) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param")
+        p.add_argument("--episodes", type=int, default=episodes, help=f"episodes to run [{episodes}]")
+        p.add_argument("--seed", type=int, default=HOLDOUT_SEED, help="seed of the first episode "
+                       f"(+1 for each next) [{HOLDOUT_SEED}: seeds no training run selects on]")
+        p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the argmax")
+        p.add_argument("--env-id", default=None, help="env to run (default: the one in the file)")
+        p.add_argument("--allow-env-module", **trust)
+        return p
+
+    ep = policy_command("eval", "Evaluate a saved actor on the standard env (its own time limit).", 100)
+    ep.add_argument("--json", action="store_true", help="print one JSON object")
+    rp = policy_command("replay", "Play a saved actor and show it: a GIF, or a window.", 3)
+    rp.add_argument("--render", choices=("gif", "human"), default="gif",
+                    help="gif: write an animated GIF; human: open a window (needs a display) [gif]")
+    rp.add_argument("--out", default=None, help="GIF path [param/img/replay.gif]")
+    pp = sub.add_parser("plot", help="draw a run's figures into param/img",
+                        description="Draw the training curve, the losses, and the policy and value maps.")
+    pp.add_argument("run", nargs="?", help="run folder under ./exp [the newest]")
+    pp.add_argument("--logdir", default="exp", help="where to look for the newest run [exp]")
+    pp.add_argument("--param", help="actor .param for the policy/value maps [the run's own: "
+                    "param/<run name>/actor_net.param]")
+    pp.add_argument("--param-dir", default="param", help="where the runs' folders are [param]")
+    pp.add_argument("--out", default=str(Path("param") / "img"), help="folder for the PNGs [param/img]")
+    return parser
+
+
+def given_flags(ns: argparse.Namespace) -> dict[str, Any]:
+    """The training settings the user actually typed."""
+    return {f.name: getattr(ns, f.name) for f in dataclasses.fields(pm.Args) if getattr(ns, f.name, None) is not None}
+
+
+def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None) -> pm.Args:
+    """Preset values first, then every flag the user actually gave. When resuming, the
+    checkpoint's config is the base and only its resumable settings may change."""
+    given = given_flags(ns)
+    if resumed is not None:
+        return pm.Args(**resumed_config(resumed, given))
+    return pm.preset_args(given.pop("preset", "default"), **given)
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; bare flags mean `train` (so --help shows the training flags)."""
+    argv = list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        argv.insert(0, "train")
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (2 for a usage error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    handlers: dict[int, Any] = {}
+    try:
+        ns = parse_command_line(argv)
+        trusted_env = ns.env_id if getattr(ns, "allow_env_module", False) else None  # typed here, never from a file
+        if ns.command in ("eval", "replay", "plot") and threading.current_thread() is threading.main_thread():
+            # SIGTERM ends them like Ctrl-C: one line. SIGINT too when it was inherited as
+            # ignored (a shell script's background job), as training's StopSignal does.
+            handlers = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if ns.command == "train":
+            return _train_command(ns, trusted_env)
+        if ns.command == "tune":
+            from .tune import tune_command
+            return tune_command(ns, argv, args_from_cli(ns), given_flags(ns))
+        if ns.command == "plot":
+            run = Path(ns.run) if ns.run else latest_run(ns.logdir)
+            actor = ns.param or Path(ns.param_dir) / run.name / "actor_net.param"
+            for path in plot_run(run, actor, ns.out):
+                print(path)
+            if ns.param is None and not Path(actor).is_file():
+                print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
+            return 0
+        if ns.command == "eval":
+            check_episode_seeds(ns.seed, ns.episodes)
+            actor = read_network(ns.path, "actor")
+            env_id = env_for(actor.meta, ns.env_id, trusted_env)
+            policy = make_policy(NumpyNet.from_state(actor.state, actor.meta), greedy=not ns.stochastic, seed=ns.seed)
+            result = evaluate(policy, env_id, ns.episodes, ns.seed, trusted_env=trusted_env)
+            print(json.dumps(result) if ns.json else
+                  f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
+                  f"+/- {result['std_return']:.1f}, success {result['success_rate']:.0%}, "
+                  f"mean steps {result['mean_steps']:.1f}")
+        else:
+            for r in replay(ns.path, ns.episodes, ns.render, ns.out, ns.seed, not ns.stochastic, ns.env_id,
+                            trusted_env):
+                print(f"episode {r['episode']}: {r['steps']} steps, return {r['episode_return']:.0f}"
+                      + (" (flag reached)" if r["success"] else ""))
+            if ns.render == "gif":
+                print(f"wrote {r['gif']}")
+        return 0
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # writing a GIF or a figure: a full disk, a read-only folder, a file for a folder
+        if isinstance(e, BrokenPipeError):  # `eval | head`: the reader has gone, nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
+              "or free space", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C in eval, replay or plot: nothing half-written stays
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
+    checkpoint = read_checkpoint(ns.resume, pm.Args) if ns.resume else None
+    args = args_from_cli(ns, checkpoint and checkpoint["config"])
+    try:
+        summary = pm.train(args, checkpoint, trusted_env=trusted_env)
+    except TrainingDiverged as e:
+        print(f"error: training stopped: {e}; the run's files under {args.param_dir}/ are "
+              "from before it; lower --actor-lr / --critic-lr, or --resume the last checkpoint", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
+              "intact; free space or fix permissions, then --resume the last checkpoint", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
+        print(f"stopped at once; the run's last checkpoint under {args.param_dir}/ is intact",
+              file=sys.stderr)
+        return 130
+    if summary["interrupted"]:
+        return 128 + summary["interrupted"]  # the run said how to resume
+    print(f"trained {summary['global_step']} steps, {summary['episodes_done']} episodes in "
+          f"{summary['seconds']:.1f} s")
+    if summary["best_eval"]["mean_return"] > -np.inf:
+        b = summary["best_eval"]
+        print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} (kept as the policy)")
+    print(f"run folder: {summary['run_dir']} (policy, best and numbered snapshots, checkpoint, figures in img/)\n"
+          f"policy: {summary['latest_path']} (a copy: the latest finished run's)\n"
+          f"logs: {summary['log_dir']}; watch them with: "
+          f"visualdl --logdir {Path(args.logdir)} --language en --disable-telemetry")
+    return 0

@@ -1,0 +1,141 @@
+""".param files. A .param file is what `paddle.save` writes for a state dict (a pickle of
+numpy arrays), plus a "meta" entry saying how to rebuild the network, so that an actor file
+alone is enough to replay a policy, and a checksum of everything else in the file.
+`paddle.load(path)` still reads it; this project reads it with `load_state`, which runs
+nothing from the file. Here: atomic writing, checksums, saving a layer, reading a file.
+Imports numpy, paddle, `errors` and `safe_pickle`."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import Damaged, Refused, UsageError
+from .safe_pickle import read_pickle
+
+PARAM_FORMAT = 2  # 2: with a checksum; files of format 1 (no checksum) still load
+MAX_PARAM_BYTES = 2**31  # 2 GiB: far above any network or checkpoint this project writes
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the same folder, then rename it into place:
+    a crash at any moment leaves either the old file or the new one, never half of one.
+    A symlink is written through to its target; a target that is not a regular file (a
+    device, a folder) is refused."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} is not a regular file; write to a file path instead")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; keep the usual permissions
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = 60.0) -> None:
+    """Delete the temporaries of writes that a kill interrupted (a write takes well under
+    a minute, so a younger one may belong to a run still writing)."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def numpy_state(layer: Any) -> dict[str, np.ndarray]:
+    """A layer's state dict as numpy arrays (what paddle.save stores for tensors)."""
+    return {k: v.numpy() for k, v in layer.state_dict().items()}
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a file's content in a canonical order: containers, scalars, and arrays
+    by dtype, shape and bytes. A flipped byte anywhere changes it."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, dict):
+            h.update(b"{%d" % len(x))
+            for k in sorted(x, key=repr):
+                feed(k)
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[%d" % len(x))
+            for v in x:
+                feed(v)
+        elif isinstance(x, np.ndarray):
+            h.update(f"a{x.dtype.str}{x.shape}".encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        else:
+            h.update(f"{type(x).__name__}:{x!r};".encode())
+    feed(obj)
+    return h.hexdigest()
+
+
+def sealed(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with its checksum added: in its meta entry (networks) or at the top (checkpoints)."""
+    if "meta" in state:
+        return {**state, "meta": {**state["meta"], "checksum": content_digest(state)}}
+    return {**state, "checksum": content_digest(state)}
+
+
+def save_pickle(path: Path, state: dict[str, Any]) -> Path:
+    """Write `state`, sealed, as paddle.save does, atomically."""
+    import paddle
+    atomic_write(path, lambda tmp: paddle.save(sealed(state), tmp))
+    return path
+
+
+def save_state(layer: Any, path: Path, meta: dict[str, Any]) -> Path:
+    """Write a layer's state dict and its `meta` entry to a .param file, atomically."""
+    return save_pickle(path, {**numpy_state(layer), "meta": meta})
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Read a .param file without executing anything from it, and check its checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}; pass the path of a saved .param file")
+    damaged = (f"{path} is damaged or not a .param file ({{}}); use another copy, "
+               "e.g. actor_net_best.param or a numbered snapshot")
+    try:
+        if path.stat().st_size > MAX_PARAM_BYTES:
+            raise Damaged("larger than any .param file")
+        data = path.read_bytes()
+        if not data:
+            raise Damaged("empty")
+        state = read_pickle(data)
+    except Refused as e:
+        raise UsageError(f"{path} contains code or objects a .param file never holds ({e}); "
+                         "it was not loaded") from None
+    except Damaged as e:
+        raise UsageError(damaged.format(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path} ({e.strerror})") from None
+    except (Exception, RecursionError):  # whatever else a damaged pickle trips on
+        raise UsageError(damaged.format("it is cut short or not a pickle this project writes")) from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} is not a .param state dict; pass a file this project saved")
+    state.pop("StructuredToParameterName@@", None)
+    meta = state.get("meta")
+    holder = meta if isinstance(meta, dict) else state
+    saved = holder.pop("checksum", None)
+    if saved is None and holder.get("format", 1) != 1:
+        raise UsageError(damaged.format("its checksum is missing"))
+    if saved is not None and saved != content_digest(state):
+        raise UsageError(damaged.format("its checksum does not match its content"))
+    return state

@@ -1,0 +1,231 @@
+"""The books of one training run, as `train` uses them: `Run` owns the run's counters
+(`Progress`), its folders, the logbook, the best-policy keeper, the checkpoint and the stop
+signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). Imports numpy and
+the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`, `folders`,
+`logbook`, `param_files`, `stopping` and `undo`."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .acting import NumpyNet
+from .best_policy import BestPolicy
+from .checkpoint import CHECKPOINT, envs_state, restore_checkpoint, restore_envs, write_checkpoint
+from .errors import TrainingDiverged
+from .figures import plot_run, policy_value_images
+from .folders import claim_run_folders, ensure_writable
+from .logbook import Logbook
+from .param_files import atomic_write, remove_stale_temporaries
+from .stopping import StopRequested, StopSignal
+from .undo import UndoPoint
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands: its counters, owned by its `Run` (saved in the checkpoint)."""
+
+    global_step: int = 0    # env steps so far, all envs together
+    episodes_done: int = 0  # training episodes finished
+    rollouts: int = 0       # rollouts collected and learned from
+
+
+class Run:
+    """One training run's books. As a `with` block, Ctrl-C and SIGTERM stop it cleanly;
+    `finish` writes the final files and returns the summary `train` returns."""
+
+    def __init__(self, args: Any, agent: Any, bonus: Any, envs: Any, changed: dict[str, Any], device: str,
+                 checkpoint: dict[str, Any] | None = None,
+                 on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
+                 trusted_env: str | None = None):
+        self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
+        if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
+            self.run_name, self.net_dir = claim_run_folders(args, changed)
+        else:  # the folder the checkpoint is in, wherever the run is resumed from
+            self.run_name, self.net_dir = checkpoint["run_name"], Path(checkpoint["path"]).parent
+        self.log_dir = Path(args.logdir) / self.run_name
+        self.latest_dir = Path(args.param_dir) / "net_param"  # the latest finished run's policy
+        self.keeper = BestPolicy(args, self.net_dir, trusted_env)
+        counters = {} if checkpoint is None else restore_checkpoint(checkpoint, agent, bonus, self.keeper)
+        self.progress = Progress(**{k: counters.get(k, 0) for k in ("global_step", "episodes_done", "rollouts")})
+        self.saved_envs = None if checkpoint is None else checkpoint.get("envs")
+        for folder in (self.net_dir, self.log_dir, self.latest_dir):
+            ensure_writable(folder)
+            remove_stale_temporaries(folder)
+        if not args.quiet:  # before the progress bar appears
+            import paddle
+            print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
+                  file=sys.stderr)
+        self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
+                           counters.get("elapsed", 0.0), changed)
+        self.stop = StopSignal()
+        self.fresh_optimizer = False  # a stop undid the first update: Adam has no state to save
+        self.reached = False          # --target-return reached, or on_evaluation asked to stop
+        self.evaluated = False        # in the rollout under way
+        self.collected_at = time.perf_counter()
+        space = envs.single_observation_space  # a 2-D bounded one (MountainCar's) is drawn as maps
+        self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
+
+    def __enter__(self) -> Run:
+        self.stop.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.__exit__(*exc)
+
+    def first_observations(self, seeds: list[int]) -> np.ndarray:
+        """The checkpoint's envs where they were, when it holds them (the numpy MountainCar),
+        so that a resumed run is the run that was stopped; else new episodes from `seeds`."""
+        obs = restore_envs(self.saved_envs, self.envs, self.log)
+        return self.envs.reset(seed=seeds)[0] if obs is None else obs
+
+    def budget_spent(self) -> bool:
+        p, args = self.progress, self.args
+        return p.global_step >= args.total_timesteps or 0 < args.episodes <= p.episodes_done
+
+    def finished(self) -> bool:
+        """The budget is spent, the target reached, or a stop was asked for."""
+        return self.budget_spent() or self.reached or self.stop.requested
+
+    @contextlib.contextmanager
+    def rollout(self) -> Iterator[None]:
+        """A rollout, its update, evaluation and saving, as one unit: a stop before anything
+        of it is kept on disk puts everything back as it was at its start (networks, Adam,
+        counters, RNG, bonus counts, envs) and ends the run, so that a checkpoint always
+        holds an update boundary. A stop while files are written lets them finish."""
+        undo = UndoPoint(self.progress, self.agent, self.bonus, self.envs, self.log)
+        self.evaluated = False
+        self.stop.arm()
+        try:
+            yield
+            self.stop.keep()
+            self._commit()
+        except StopRequested:
+            self.fresh_optimizer = undo.restore()
+            self.log.discard()
+        finally:
+            self.stop.keep()
+
+    def record_step(self, reward: np.ndarray, done: np.ndarray) -> None:
+        """Count one step of every env; log the episodes that ended (with the env's own reward)."""
+        p = self.progress
+        p.global_step += self.args.num_envs
+        self.log.record_step(reward, done, p.global_step, p.episodes_done)
+        p.episodes_done += int(done.sum())
+        self.collected_at = time.perf_counter()
+
+    def log_update(self, stats: dict[str, Any]) -> None:
+        """Check an update (a NaN stops the run: the files on disk stay those from before) and log it."""
+        self.log.lap("collect", self.collected_at)
+        self.log.lap("update")
+        agent, p = self.agent, self.progress
+        p.rollouts += 1
+        bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
+        if bad or not all(np.isfinite(t.numpy()).all() for t in agent.params):
+            raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite at rollout {p.rollouts}")
+        self.log.record_update(stats, agent.optimizer.get_lr(), agent.gradient_steps, p.global_step, p.episodes_done)
+
+    def evaluation_due(self) -> bool:
+        return self.keeper.due(self.progress.global_step, self.budget_spent())
+
+    def evaluate_and_keep_best(self) -> None:
+        """Evaluate the greedy policy (a stop interrupts that at once), keep it if it is the
+        best so far, and log it; stop the run at --target-return or when `on_evaluation` says."""
+        agent, p = self.agent, self.progress
+        result = self.keeper.evaluate(agent)
+        self.stop.keep()  # from here on this rollout is kept
+        self.log.lap("evaluate")
+        self.evaluated = True
+        self.keeper.keep(result, agent, p.global_step, self.log.seconds())
+        images = {} if self.map_box is None else \
+            policy_value_images(NumpyNet(agent.actor_net), NumpyNet(agent.critic_net), *self.map_box)
+        self.log.record_evaluation(result, p.global_step, images)
+        target = self.args.target_return
+        if self.on_evaluation is not None and self.on_evaluation(p.global_step, result):
+            self.reached = True
+        elif target is not None and result["mean_return"] >= target:
+            self.log.bar.write(f"eval mean return {result['mean_return']:.1f} >= target {target} "
+                               f"at step {p.global_step}: stopping")
+            self.reached = True
+
+    def save_due(self) -> bool:
+        return bool(self.args.save_every) and self.progress.rollouts % self.args.save_every == 0
+
+    def save(self) -> None:
+        """A numbered snapshot pair (only the --keep-snapshots newest stay) and the checkpoint."""
+        self.stop.keep()
+        self.agent.save_param(self.net_dir, f"_{self.progress.rollouts:06d}")
+        for role in ("actor_net", "critic_net"):
+            numbered = sorted(self.net_dir.glob(f"{role}_[0-9]*.param"))
+            for old in numbered[:max(0, len(numbered) - self.args.keep_snapshots)]:
+                old.unlink()
+        self.write_checkpoint()
+
+    def write_checkpoint(self) -> Path:
+        return write_checkpoint(self.net_dir / CHECKPOINT, self.args, self.run_name, self.agent, self.bonus,
+                                self.keeper, dataclasses.asdict(self.progress), self.log.seconds(),
+                                envs_state(self.envs, self.log), self.fresh_optimizer)
+
+    def _commit(self) -> None:
+        """The rollout is kept: write its logs. After an evaluation, check that VisualDL could
+        write them; if not (a full disk), save a checkpoint and stop, resumable."""
+        self.log.commit()
+        if self.evaluated:
+            try:
+                self.log.check_records()
+            except OSError:
+                self.write_checkpoint()
+                raise
+        self.log.lap("log_and_save")
+
+    def finish(self) -> dict[str, Any]:
+        """Final files: the best evaluated policy (else the latest) and a checkpoint; a summary.
+        A stop that comes while they are written skips the figures (a second of work)."""
+        stop_signal = self.stop.signum  # a stop during training, not one during the final files
+        self.log.lap("collect")
+        best_files = [self.net_dir / f"{name}_best.param" for name in ("actor_net", "critic_net")]
+        if self.keeper.found and not stop_signal and all(f.is_file() for f in best_files):
+            # ship the best evaluated policy, not merely the last (that one is in the checkpoint)
+            for name, best_file in zip(("actor_net", "critic_net"), best_files):
+                atomic_write(self.net_dir / f"{name}.param", lambda tmp, src=best_file: shutil.copyfile(src, tmp))
+            actor_path = self.net_dir / "actor_net.param"
+        else:
+            actor_path = self.agent.save_param(self.net_dir)
+        checkpoint = self.write_checkpoint()
+        if not stop_signal:  # param/net_param/actor_net.param, where the tutorial put it: this run's policy
+            for name in ("actor_net", "critic_net"):
+                atomic_write(self.latest_dir / f"{name}.param",
+                             lambda tmp, src=self.net_dir / f"{name}.param": shutil.copyfile(src, tmp))
+        seconds, best = self.log.seconds(), self.keeper.best
+        if stop_signal:
+            self.log.close()
+            print(f"{signal.Signals(stop_signal).name}: stopped at step {self.progress.global_step}; checkpoint "
+                  f"saved to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}"
+                  f"  (in Python: resume({str(checkpoint)!r}))", file=sys.stderr)
+        else:
+            # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
+            # display exactly (-109.17 would show as -109.16999816894531); short names, see SHORT_NAMES
+            finals = {"return": round(best["mean_return"] * 8) / 8,
+                      "success": round(100 * best["success_rate"])} if self.keeper.history else {}
+            self.log.record_hparams({**finals, "seconds": round(seconds)}, self.progress.global_step)
+            self.log.close()
+            if self.stop.signum:  # it came while the files above were written: the run is whole
+                skipped = f" (figures skipped: draw them with python ppo_mountaincar.py plot {self.log_dir})"
+                print(f"{signal.Signals(self.stop.signum).name}: the run had finished; its policy and checkpoint "
+                      f"are saved in {self.net_dir}" + (skipped if self.args.plots else ""), file=sys.stderr)
+            elif self.args.plots:
+                plot_run(self.log_dir, actor_path, self.net_dir / "img")
+        self.log.lap("final_files")
+        return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(self.log_dir),
+                    latest_path=str(self.latest_dir / "actor_net.param"), actor_path=str(actor_path),
+                    checkpoint=str(checkpoint), **dataclasses.asdict(self.progress),
+                    gradient_steps=self.agent.gradient_steps, seconds=seconds, best_eval=best,
+                    eval_history=self.keeper.history, interrupted=self.stop.signum,
+                    started=self.log.start, time_split=self.log.clock)

@@ -1,0 +1,148 @@
+"""What the settings of a run may be: the limits past which a setting is a typo, the range
+checks with a sentence each, the device, and the short names VisualDL shows. Works on any
+`Args` dataclass instance (the script's); imports only `errors` and `envs` of the toolbox."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any
+
+from .errors import UsageError
+
+# Sizes past which a setting is a typo, not a plan: they would exhaust memory or hang.
+MAX_ENVS = 65_536
+MAX_BUFFER = 2**24            # transitions in one rollout (num_envs x num_steps)
+MAX_WEIGHTS = 20_000_000      # per network
+MAX_EVAL_EPISODES = 100_000   # evaluated at once, one env each
+MAX_SEED = 2**32 - 1          # numpy's and Gymnasium's seeds are 32-bit
+MAX_EPOCHS = 1_000
+MAX_RUN_BYTES = 2 * 2**30     # the rollout and the update's copies of it
+MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint)
+
+# Settings that say where a run writes or how it reports, not what it learns.
+OUTPUT_SETTINGS = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
+# Names for run names and VisualDL's HParams panel, at most 7 characters: its parallel-
+# coordinates view shortens a label wider than its column in a loop that never ends when
+# the label is too long (VisualDL 2.5.3), freezing the browser tab.
+SHORT_NAMES = {"env_id": "env", "total_timesteps": "steps", "episodes": "eps", "max_episode_steps": "maxlen",
+               "fast_env": "fastenv", "num_envs": "envs", "num_steps": "nsteps", "update_on_episode_end": "epupd",
+               "gae_lambda": "lam", "update_epochs": "epochs", "batch_size": "bs", "actor_lr": "alr",
+               "critic_lr": "clr", "anneal_lr": "annlr", "max_grad_norm": "gclip", "ent_coef": "ent",
+               "anneal_ent": "annent", "norm_adv": "normadv", "target_kl": "kl", "hidden_sizes": "h",
+               "activation": "act", "norm_obs": "normobs", "explore_bonus": "bonus", "explore_bins": "bins",
+               "explore_decay_steps": "bdecay", "eval_every": "evalint", "eval_episodes": "evaleps",
+               "target_return": "target"}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The settings' types as types, not strings: {"seed": int, "target_kl": float, ...};
+    an optional field gives its non-None type, a tuple field `tuple`."""
+    def plain(hint: Any) -> Any:
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            return next(a for a in typing.get_args(hint) if a is not type(None))
+        return typing.get_origin(hint) or hint
+    return {name: plain(hint) for name, hint in typing.get_type_hints(cls).items()}
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Hidden layer sizes from a flag, e.g. "64,64" -> (64, 64)."""
+    import argparse
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of sizes, e.g. 64,64") from None
+
+
+def changed_settings(args: Any, preset: Any) -> dict[str, Any]:
+    """The training settings in which `args` differs from `preset` (seed and env apart)."""
+    return {k: v for k, v in dataclasses.asdict(args).items()
+            if k not in OUTPUT_SETTINGS | {"seed", "env_id", "preset"} and v != getattr(preset, k)}
+
+
+def network_weights(sizes: list[int]) -> int:
+    """Weights and biases of an MLP with these layer sizes."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def use_device(name: str) -> str:
+    """Put Paddle on the device --device asks for (a GPU build would otherwise pick gpu:0
+    unasked); returns its name."""
+    import paddle
+    gpu_build = paddle.device.is_compiled_with_cuda()
+    if name == "gpu" and not gpu_build:
+        raise UsageError("--device gpu needs PaddlePaddle's GPU build (paddlepaddle-gpu); this one is the "
+                         "CPU build: use --device cpu")
+    device = "gpu" if name == "gpu" or (name == "auto" and gpu_build) else "cpu"
+    paddle.set_device(device)
+    return device
+
+
+def validate(args: Any) -> None:
+    """Reject settings that cannot work, with a sentence that says how to fix them."""
+    for name, kind in field_types(type(args)).items():  # every number read from a flag is finite
+        value = getattr(args, name)
+        if kind is float and value is not None and not math.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
+    checks = [
+        (0 <= args.seed <= MAX_SEED, f"--seed must be in 0..{MAX_SEED:,}"),
+        (0 < args.total_timesteps <= 10**10, "--total-timesteps must be positive and at most 10^10"),
+        (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
+        (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
+        (args.num_envs <= MAX_ENVS, f"--num-envs must be at most {MAX_ENVS:,}, e.g. 16"),
+        (args.num_envs * args.num_steps <= MAX_BUFFER,
+         f"--num-envs x --num-steps must be at most {MAX_BUFFER:,} transitions, e.g. 16 x 128"),
+        (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
+        (0 <= args.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
+        (0 < args.clip < 1, "--clip must be in (0, 1), e.g. 0.2"),
+        (0 < args.update_epochs <= MAX_EPOCHS, f"--update-epochs must be in 1..{MAX_EPOCHS:,}, e.g. 10"),
+        (0 < args.batch_size <= args.num_envs * args.num_steps,
+         "--batch-size must be positive and at most --num-envs x --num-steps"),
+        (args.actor_lr > 0 and args.critic_lr > 0, "learning rates must be positive"),
+        (args.max_grad_norm > 0, "--max-grad-norm must be positive"),
+        (args.ent_coef >= 0, "--ent-coef must be >= 0"),
+        (args.target_kl is None or args.target_kl > 0, "--target-kl must be positive"),
+        (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
+        (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,  # 8: any small obs/action size
+         f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
+        (args.max_episode_steps is None or args.max_episode_steps >= 0, "--max-episode-steps must be >= 0"),
+        (args.eval_every >= 0 and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
+         f"--eval-every must be >= 0, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
+        (args.save_every >= 0 and args.keep_snapshots >= 0, "--save-every and --keep-snapshots must be >= 0"),
+        (args.explore_bonus >= 0 and args.explore_bins > 0, "--explore-bonus must be >= 0, --explore-bins > 0"),
+        (0 < args.explore_decay_steps <= 10**10, "--explore-decay-steps must be positive, e.g. 100000"),
+        (args.run_name is None or (0 < len(args.run_name) <= 200 and not args.run_name.startswith(".")
+                                   and all(c.isalnum() or c in "._,=+-" for c in args.run_name)),
+         "--run-name must be a plain folder name: letters, digits and . _ , = + -"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def validate_for_env(args: Any, trusted_env: str | None = None) -> None:
+    """The checks that need the env's observation size (read from one env of it): the
+    rollout's memory and the count bonus's table, before anything is allocated for them."""
+    from .envs import make_env
+    import gymnasium as gym
+    env = make_env(args.env_id, trusted_env=trusted_env)
+    space = env.observation_space
+    env.close()
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        return  # make_vec_env says what it needs
+    obs_dim = space.shape[0]
+    # obs and next obs with their update copies, the scalars, and the critic's hidden
+    # activations on the value batch (V of both obs and next obs in one call): float32 each
+    per_transition = obs_dim * 4 * 6 + 64 + 2 * 4 * sum(args.hidden_sizes)
+    need = args.num_envs * args.num_steps * per_transition
+    if need > MAX_RUN_BYTES:
+        raise UsageError(f"--num-envs {args.num_envs} x --num-steps {args.num_steps} would need about "
+                         f"{need / 2**30:.1f} GB for one rollout and its update (limit {MAX_RUN_BYTES / 2**30:.0f} GB); "
+                         "e.g. --num-envs 16 --num-steps 128")
+    cells = args.explore_bins ** obs_dim
+    if args.explore_bonus > 0 and cells > MAX_BONUS_CELLS:
+        fit = int(MAX_BONUS_CELLS ** (1 / obs_dim))
+        raise UsageError(f"--explore-bins {args.explore_bins} on a {obs_dim}-dimensional observation makes "
+                         f"{cells:,} bonus cells (limit {MAX_BONUS_CELLS:,}); use --explore-bins {fit} "
+                         "or --explore-bonus 0")

@@ -1,0 +1,55 @@
+"""Ctrl-C and SIGTERM as a clean stop: `StopSignal`. Imports the standard library only."""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+class StopRequested(Exception):
+    """Raised by an armed `StopSignal`: the caller goes back to the start of what it armed."""
+
+
+class StopSignal:
+    """Ctrl-C and SIGTERM as a request to stop, for as long as the `with` block runs (a
+    second one stops at once, with KeyboardInterrupt). Unarmed, a stop is only noted
+    (`requested`). Armed (`arm()`, during a rollout and its update, which can take long),
+    it raises StopRequested at once and the caller undoes what it was doing; `keep()`
+    disarms it once work is being kept (files written), so that a stop lets that finish.
+    Python lets only the main thread install handlers; a run in another thread stops with
+    its process instead."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.handlers: dict[int, Any] = {}
+        self.armed = False
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.signum)
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
+        self.handlers = {}
+
+    def arm(self) -> None:
+        """From now on a stop raises StopRequested at once."""
+        self.armed = True
+
+    def keep(self) -> None:
+        """From now on a stop is only noted: what is being done is kept and finishes."""
+        self.armed = False
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.armed:
+            self.armed = False
+            raise StopRequested

@@ -1,0 +1,331 @@
+"""Hyperparameter search (`tune`): Optuna, several seeds per trial, on one machine or many
+sharing a database, each trial a few runs of the script's `train`. Top layer: it imports
+`ppo_mountaincar`, optuna (when called), numpy and the toolbox."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import TrainingDiverged, UsageError
+from .logbook import progress_bar_class
+from .param_files import atomic_write
+from .settings import parse_sizes, validate
+
+import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
+
+
+# The default search space: ranges a PPO practitioner would accept. A JSON file of the same
+# form (--space) replaces it; flags given on the command line are fixed for every trial.
+SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
+    "critic_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
+    "anneal_lr": dict(type="categorical", choices=[True, False]),
+    "ent_coef": dict(type="float", low=1e-4, high=0.2, log=True),
+    "anneal_ent": dict(type="categorical", choices=[True, False]),
+    "update_epochs": dict(type="int", low=2, high=15),
+    "batch_size": dict(type="categorical", choices=[128, 256, 512, 1024]),
+    "hidden_sizes": dict(type="categorical", choices=["64", "64,64", "128,128", "256,256"]),
+    "gae_lambda": dict(type="float", low=0.8, high=1.0),
+    "gamma": dict(type="float", low=0.95, high=0.999),
+    "clip": dict(type="float", low=0.1, high=0.3),
+    "explore_bonus": dict(type="float", low=0.0, high=10.0),
+    "explore_decay_steps": dict(type="int", low=20_000, high=300_000, log=True),
+}
+# Settings that say where a run writes or how it reports, not how it learns: never searched.
+NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "run_name", "quiet", "plots",
+                  "save_every", "keep_snapshots", "eval_every", "eval_episodes", "target_return",
+                  "fast_env", "episodes", "total_timesteps"}
+
+
+def check_space(space: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A search space checked and without the fixed settings (and without the bonus's decay
+    when the bonus is fixed at 0); every problem is a UsageError naming the parameter."""
+    if not isinstance(space, dict) or not space:
+        raise UsageError("the search space must be a JSON object of parameters, e.g. "
+                         '{"actor_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true}}')
+    fields = {f.name: f for f in dataclasses.fields(pm.Args)}
+    for name, spec in space.items():
+        if name not in fields or name in NOT_SEARCHABLE:
+            raise UsageError(f"unknown parameter '{name}' in the search space; searchable: "
+                             + ", ".join(sorted(set(fields) - NOT_SEARCHABLE)))
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind == "categorical":
+            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+                raise UsageError(f"'{name}' in the search space has no choices")
+        elif kind in ("float", "int"):
+            low, high = spec.get("low"), spec.get("high")
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                       for x in (low, high)) or not low < high or (spec.get("log") and low <= 0):
+                raise UsageError(f"'{name}' in the search space needs low < high (and low > 0 with "
+                                 f"\"log\": true), e.g. {json.dumps(SEARCH_SPACE.get(name, dict(low=1, high=10)))}")
+        else:
+            raise UsageError(f"'{name}' in the search space needs \"type\": \"float\", \"int\" or \"categorical\"")
+    dropped = set(fixed) | ({"explore_decay_steps"} if fixed.get("explore_bonus") == 0 else set())
+    left = {k: v for k, v in space.items() if k not in dropped}
+    if not left:
+        raise UsageError("every parameter of the search space is fixed on the command line; leave some out")
+    return left
+
+
+def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    """The trial's value of one parameter, converted to the Args field's type."""
+    if spec["type"] == "categorical":
+        value = trial.suggest_categorical(name, spec["choices"])
+    elif spec["type"] == "int":
+        value = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+    else:
+        value = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+    return parse_sizes(str(value)) if name == "hidden_sizes" else value
+
+
+def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any],
+               fixed: dict[str, Any], create: bool = True) -> Any:
+    """The study: in a journal file under `logdir` unless a database URL is given (several
+    machines then share it, Optuna's own distributed mode). A study made with another space
+    or other fixed flags is refused, untouched."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed (interrupted) trial is said in one line
+    if storage and "://" not in storage and not storage.endswith(".journal"):
+        raise UsageError(f"--storage {storage[:80]} is neither a database URL (postgresql://user:password@host/db, "
+                         "mysql://..., sqlite:///study.db) nor a .journal file")
+    try:
+        if storage and "://" in storage:
+            url, connect = storage, {}
+            if storage.startswith(("postgresql://", "postgres://")):
+                connect = {"connect_timeout": 10}
+                try:  # the README's driver, psycopg 3 (SQLAlchemy 2.0's default would be psycopg2)
+                    import psycopg  # noqa: F401
+                    url = "postgresql+psycopg://" + storage.split("://", 1)[1]
+                except ImportError:
+                    pass
+            for attempt in range(3):  # workers starting together on an empty database race to make its tables
+                try:
+                    backend = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect},
+                                                         skip_table_creation=not create)
+                    break
+                except Exception as e:  # noqa: BLE001
+                    if attempt == 2 or "duplicate" not in str(e).lower() and "exists" not in str(e).lower():
+                        raise
+                    time.sleep(1)
+        else:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            path = Path(storage or Path(logdir) / "tune" / f"{study_name}.journal")
+            if not create and not path.is_file():
+                raise UsageError(f"no study '{study_name}' at {path}; run tune first")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = JournalStorage(JournalFileBackend(str(path)))
+        names = optuna.get_all_study_names(backend)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - bad URLs, unreachable servers, missing drivers
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
+                         "e.g. postgresql://user:password@host/dbname, and that the server is reachable") from None
+    described = dict(space=space, fixed={k: str(v) for k, v in fixed.items()})
+    if study_name in names:
+        study = optuna.load_study(study_name=study_name, storage=backend)
+        if "described" not in study.user_attrs:  # another process created it a moment ago
+            study.set_user_attr("described", described)
+        elif study.user_attrs["described"] != json.loads(json.dumps(described)):
+            raise UsageError(f"study '{study_name}' was created with another search space or other fixed "
+                             "flags; pass --study NAME for a new study, or the same flags to continue it")
+        return study
+    if not create:
+        raise UsageError(f"no study '{study_name}' in {storage or 'exp/tune'}; run tune first")
+    study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
+                                    n_startup_trials=5, n_warmup_steps=0))
+    study.set_user_attr("described", described)
+    return study
+
+
+class SurplusTrial(Exception):
+    """A trial beyond --trials, which ends at once as failed (so no worker counts it)."""
+
+
+def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int) -> float:
+    """Train one run per seed with the trial's settings; the score is the mean, over seeds, of
+    the mean greedy return of all periodic evaluations (rewarding a good policy soon and
+    kept). Reports after every evaluation, so the pruner can stop a hopeless trial.
+
+    Workers check the budget before they start a trial, so two of them can start the last
+    one together; trial numbers are unique in any storage, so the lower number runs and the
+    other ends as a surplus trial without training."""
+    import optuna
+    if _counted(trial.study, below=trial.number) >= trials:
+        trial.set_user_attr("surplus", "another worker started the study's last trial at the same moment")
+        raise SurplusTrial()
+    params = {name: suggest(trial, name, spec) for name, spec in space.items()}
+    study_name = trial.study.study_name
+    scores: list[float] = []
+    for k, seed in enumerate(seeds):
+        name = f"tune-{study_name}-trial{trial.number:04d}-seed{seed}"
+        args = dataclasses.replace(base, **params, seed=seed, run_name=name, quiet=True, plots=False,
+                                   param_dir=str(Path(base.logdir) / "tune" / study_name / name))
+        evaluations: list[float] = []
+
+        def report(global_step: int, result: dict[str, Any]) -> bool:
+            evaluations.append(result["mean_return"])
+            trial.report(float(np.mean(scores + [np.mean(evaluations)])), k * base.total_timesteps + global_step)
+            return trial.should_prune()
+        try:
+            summary = pm.train(args, on_evaluation=report)
+        except (UsageError, TrainingDiverged) as e:  # settings that cannot work: no score
+            trial.set_user_attr("invalid", str(e))
+            raise optuna.TrialPruned(str(e)) from None
+        if summary["interrupted"]:
+            raise KeyboardInterrupt
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        scores.append(float(np.mean(evaluations)))
+    return float(np.mean(scores))
+
+
+def _counted(study: Any, below: int | None = None) -> int:
+    """Trials finished (complete or pruned) or under way, numbered below `below` if given:
+    what --trials counts (failed ones, e.g. interrupted, are run again)."""
+    import optuna
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+              optuna.trial.TrialState.RUNNING)
+    return sum(below is None or t.number < below for t in study.get_trials(deepcopy=False, states=states))
+
+
+def tune_worker(study: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int) -> None:
+    """Run trials until the study holds `trials` of them (other workers' included)."""
+    while _counted(study) < trials:
+        study.optimize(lambda t: run_trial(t, base, space, seeds, trials), n_trials=1,
+                       catch=(SurplusTrial,), gc_after_trial=True)
+
+
+def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
+    """The best trial as a command line (also written to `out` as JSON), the top trials,
+    and Optuna's parameter importances."""
+    import optuna
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        return "no trial has completed yet"
+    best = study.best_trial
+    searched = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in best.params.items()}
+    command = "python ppo_mountaincar.py " + " ".join([*fixed_flags, *_as_flags(searched), "--seed", "1"])
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(dict(
+        study=study.study_name, trial=best.number, score=best.value, params=best.params,
+        fixed_flags=fixed_flags, command=command), indent=2) + "\n"))
+    lines = [f"best: trial {best.number}, score {best.value:.1f} (mean greedy return over its evaluations)",
+             command, f"(also in {out})", "", "top trials:"]
+    names = list(best.params)
+    lines.append("| trial | score | " + " | ".join(names) + " |")
+    for t in sorted(done, key=lambda t: -t.value)[:5]:
+        lines.append(f"| {t.number} | {t.value:.1f} | " + " | ".join(
+            f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n)) for n in names) + " |")
+    if len(done) >= 2:
+        try:
+            importances = optuna.importance.get_param_importances(study)
+            lines += ["", "parameter importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items())]
+        except (RuntimeError, ValueError) as e:
+            lines += ["", f"parameter importances: not yet ({e})"]
+    states = {s.name.lower(): n for s in optuna.trial.TrialState
+              if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
+    lines.insert(0, "trials: " + ", ".join(f"{n} {s}" for s, n in states.items()))
+    return "\n".join(lines)
+
+
+def _as_flags(settings: dict[str, Any]) -> list[str]:
+    """Training settings as command-line flags, e.g. {"hidden_sizes": (64, 64)} -> --hidden-sizes 64,64."""
+    flags = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif value is not None:
+            flags += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return flags
+
+
+def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any]) -> int:
+    """`tune`: the study, its workers (one process each) and the report. `base` is the
+    training settings of the command line, `given` the flags typed (fixed for every trial)."""
+    if not (0 < ns.trials <= 100_000 and 0 < ns.jobs <= 64 and 0 < ns.seeds <= 100):
+        raise UsageError("--trials must be in 1..100,000, --jobs in 1..64 and --seeds in 1..100, "
+                         "e.g. --trials 50 --jobs 2 --seeds 3")
+    validate(base)
+    if base.eval_every <= 0:
+        raise UsageError("tune scores the periodic evaluations: --eval-every must be > 0, e.g. 4096")
+    space = SEARCH_SPACE
+    if ns.space:
+        try:
+            space = json.loads(Path(ns.space).read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read the search space {ns.space} ({e}); pass a JSON file") from None
+    space = check_space(space, given)
+    study_name = ns.study or f"{base.env_id}-{base.preset}"
+    if not all(c.isalnum() or c in "._-" for c in study_name):
+        raise UsageError("--study must be a plain name: letters, digits and . _ -")
+    study = open_study(ns.storage, study_name, base.logdir, space, given, create=not ns.show)
+    report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
+    if ns.show:
+        print(report())
+        return 0
+    seeds = list(range(1, ns.seeds + 1))
+    if ns.worker:
+        import paddle
+        paddle.base.core.set_num_threads(1)
+        try:
+            tune_worker(study, base, space, seeds, ns.trials)
+        except KeyboardInterrupt:
+            return 130
+        return 0
+    import optuna
+    tqdm = progress_bar_class()
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    command = [sys.executable, str(Path(pm.__file__).resolve()), *[a for a in argv if a != "--worker"], "--worker"]
+    if command[2] != "tune":
+        command.insert(2, "tune")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
+          f"storage: {ns.storage or Path(base.logdir) / 'tune' / (study_name + '.journal')}", file=sys.stderr)
+    # each worker in its own session: a Ctrl-C reaches this process only, which passes it on once
+    workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(ns.jobs)]
+    done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731
+    bar = tqdm(total=ns.trials, initial=min(done(), ns.trials), unit="trial", dynamic_ncols=True)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while any(w.poll() is None for w in workers):
+            time.sleep(0.5)
+            bar.update(min(done(), ns.trials) - bar.n)
+            if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                bar.set_postfix(best=f"{study.best_value:.1f}", refresh=False)
+    except KeyboardInterrupt:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGINT)  # the running trials stop cleanly and are marked failed
+        for w in workers:
+            try:
+                w.wait(60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        bar.close()
+        print(f"interrupted: {done()} of {ns.trials} trials finished; run the same command to continue",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.update(min(done(), ns.trials) - bar.n)
+    bar.close()
+    failed = [w.returncode for w in workers if w.returncode]
+    if failed:
+        print(f"error: a tune worker failed (exit code {failed[0]}); its message is above", file=sys.stderr)
+        return 1
+    print(report())
+    return 0
+
+
