@@ -1,5 +1,7 @@
-"""The algorithm (sections 1-5): returns and advantages, the clipped surrogate, sampling, the update,
-observation statistics and the exploration bonus, against hand-computed or numpy values."""
+"""The algorithm (ppo_mountaincar.py, sections 2-6): returns and advantages, the clipped surrogate,
+entropy, advantage normalisation, gradient clipping, sampling, the update and its early stop, the
+diagnostics, observation statistics, the exploration bonus and the loop's helpers, against
+hand-computed, numpy or Paddle's own values."""
 
 import numpy as np
 import paddle
@@ -102,33 +104,161 @@ def test_actions_are_sampled_from_pi_not_from_softmax_of_pi():
     assert logp == pytest.approx(np.log(probs[actions]), abs=1e-5)
 
 
-def test_update_on_a_fixed_batch_lowers_the_surrogate_loss():
-    args = pm.Args(num_envs=4, num_steps=32, batch_size=32, update_epochs=4, norm_obs=False,
-                   anneal_lr=False, actor_lr=1e-3)
-    paddle.seed(3)
+def filled_agent(seed=3, **settings):
+    """A PPO agent whose buffer holds one rollout of random states and rewards (4 envs x 32 steps)."""
+    args = pm.Args(**{**dict(num_envs=4, num_steps=32, batch_size=128, update_epochs=4, norm_obs=False,
+                             actor_lr=1e-3), **settings})
+    paddle.seed(seed)
     agent = pm.PPO(2, 3, args)
-    rng = np.random.default_rng(3)
-    obs = rng.normal(size=(32, 4, 2)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(33, 4, 2)).astype(np.float32)
     for t in range(32):
         a, lp = agent.select_action(obs[t])
-        agent.store_transition(obs[t], a, lp, rng.normal(size=4), obs[(t + 1) % 32], np.zeros(4), np.zeros(4))
-    values = agent.get_value(agent.buffer.obs.reshape(128, 2)).reshape(32, 4)
-    next_values = agent.get_value(agent.buffer.next_obs.reshape(128, 2)).reshape(32, 4)
-    adv, _ = agent.buffer.compute_returns(values, next_values, args.gamma, args.gae_lambda)
-    flat = [paddle.to_tensor(x.reshape(128, *x.shape[2:])) for x in
-            (agent.buffer.obs, agent.buffer.actions, agent.buffer.logprobs, adv)]
+        agent.store_transition(obs[t], a, lp, rng.normal(size=4), obs[t + 1], np.zeros(4), np.zeros(4))
+    return agent
 
-    def surrogate():
-        with paddle.no_grad():
-            logp = pm.log_prob_of(F.log_softmax(agent.actor_net.logits(flat[0]), axis=-1), flat[1])
-            a = (flat[3] - flat[3].mean()) / (flat[3].std() + 1e-8)
-            return float(pm.clipped_surrogate(logp, flat[2], a, args.clip))
 
-    before = surrogate()
+def ppo_loss(agent, batch):
+    """Loss = -L_clip - c * H + L_V on the whole batch, as README step 9 writes it (numpy)."""
+    with paddle.no_grad():
+        logits = agent.actor_net.logits(batch["obs"]).numpy().astype(np.float64)
+        value = agent.critic_net(batch["obs"]).numpy()
+    log_pi = logits - logits.max(1, keepdims=True)
+    log_pi -= np.log(np.exp(log_pi).sum(1, keepdims=True))
+    ratio = np.exp(log_pi[np.arange(len(log_pi)), batch["actions"]] - batch["old_logp"])
+    adv = (batch["adv"] - batch["adv"].mean()) / (batch["adv"].std() + 1e-8)
+    l_clip = np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv).mean()
+    entropy = -(np.exp(log_pi) * log_pi).sum(1).mean()
+    return -l_clip - agent.ent_coef * entropy + ((value - batch["returns"]) ** 2).mean()
+
+
+def test_update_on_a_fixed_batch_lowers_its_own_loss():
+    # one minibatch per epoch (batch-size = the rollout), so every step descends the same loss
+    agent = filled_agent()
+    buf = agent.buffer
+    values = agent.get_value(buf.obs.reshape(128, 2)).reshape(32, 4)
+    next_values = agent.get_value(buf.next_obs.reshape(128, 2)).reshape(32, 4)
+    adv, ret = buf.compute_returns(values, next_values, agent.args.gamma, agent.args.gae_lambda)
+    batch = dict(obs=paddle.to_tensor(buf.obs.reshape(128, 2)), actions=buf.actions.reshape(128),
+                 old_logp=buf.logprobs.reshape(128), adv=adv.reshape(128), returns=ret.reshape(128))
+    before = ppo_loss(agent, batch)
     stats = agent.update()
-    assert surrogate() < before - 1e-3
-    assert agent.gradient_steps == 4 * 4 and len(stats["policy_loss"]) == 16
+    assert stats["epochs"] == 4 and agent.gradient_steps == 4 and len(stats["policy_loss"]) == 4
+    assert ppo_loss(agent, batch) < before - 1e-3
     assert agent.buffer.size == 0
+
+
+def test_entropy_of_a_known_distribution():
+    p = np.array([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]])
+    h = pm.entropy_of(paddle.to_tensor(np.log(p).astype(np.float32)))
+    # H = -sum p log p: ln 2 + 0.5 ln 2 for the first row, ln 3 for the second; their mean
+    assert float(h) == pytest.approx((1.5 * np.log(2) + np.log(3)) / 2, rel=1e-6)
+
+
+def entropy_after_one_step(agent):
+    """The policy's entropy on a batch after one minibatch step in which only the entropy
+    term moves the actor: every advantage 0 (so the surrogate and its gradient are 0)."""
+    obs = paddle.to_tensor(np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
+
+    def entropy():
+        with paddle.no_grad():
+            return float(pm.entropy_of(F.log_softmax(agent.actor_net.logits(obs), -1)))
+    zeros = paddle.zeros([64])
+    minibatch = pm.Minibatch(obs, paddle.zeros([64], "int64"), paddle.zeros([64]), zeros, zeros)
+    before = entropy()
+    agent._minibatch_step(minibatch)
+    return before, entropy()
+
+
+@pytest.mark.parametrize("ent_coef", [1.0, 0.0])
+def test_the_entropy_bonus_pushes_towards_more_entropy(ent_coef):
+    paddle.seed(0)
+    agent = pm.PPO(2, 3, pm.Args(norm_obs=False, ent_coef=ent_coef, actor_lr=1e-2))
+    last = agent.actor_net.net[-1]
+    last.bias.set_value(np.array([3.0, 0.0, 0.0], np.float32))  # a peaked policy: room to spread
+    before, after = entropy_after_one_step(agent)
+    if ent_coef:
+        assert after > before + 1e-3
+    else:  # no bonus: nothing moves the actor
+        assert after == pytest.approx(before, abs=1e-7)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])  # clipped, and left alone
+def test_clip_grad_global_norm_matches_paddles_clip_by_global_norm(max_norm):
+    rng = np.random.default_rng(0)
+    params = [paddle.create_parameter([n, 3], "float32") for n in (4, 7)]
+    grads = [rng.normal(size=(n, 3)).astype(np.float32) for n in (4, 7)]
+    for p, g in zip(params, grads):
+        p.grad = paddle.to_tensor(g)
+    pm.clip_grad_global_norm(params, max_norm)
+    theirs = paddle.nn.ClipGradByGlobalNorm(max_norm)([(p, paddle.to_tensor(g)) for p, g in zip(params, grads)])
+    norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+    for p, (_, expected), g in zip(params, theirs, grads):
+        assert p.grad.numpy() == pytest.approx(expected.numpy(), rel=1e-5)
+        assert p.grad.numpy() == pytest.approx(g * min(1.0, max_norm / norm), rel=1e-5)
+
+
+def test_normalised_has_mean_zero_and_unit_standard_deviation():
+    x = np.array([1.0, 2.0, 3.0, 10.0], np.float32)
+    z = pm.normalised(paddle.to_tensor(x)).numpy()
+    assert z == pytest.approx((x - 4.0) / np.sqrt(12.5), rel=1e-5)  # population std of x: sqrt(12.5)
+
+
+def test_target_kl_stops_the_epochs():
+    # the first epoch moves the policy by far more than a KL of 1e-9: no second epoch
+    agent = filled_agent(batch_size=32, update_epochs=5, target_kl=1e-9, actor_lr=1e-2)
+    stats = agent.update()
+    assert stats["epochs"] == 1 and agent.gradient_steps == 4 and stats["approx_kl"] > 1e-9
+    agent = filled_agent(batch_size=32, update_epochs=5, actor_lr=1e-2)  # without it: every epoch
+    assert agent.update()["epochs"] == 5 and agent.gradient_steps == 20
+
+
+def test_the_value_loss_refuses_targets_of_another_shape():
+    # [N] against [N, 1] would broadcast to an [N, N] loss without a word
+    agent = pm.PPO(2, 3, pm.Args())
+    obs = paddle.zeros([8, 2])
+    batch = pm.Minibatch(obs, paddle.zeros([8], "int64"), paddle.zeros([8]), paddle.ones([8]), paddle.ones([8, 1]))
+    with pytest.raises(AssertionError):
+        agent._minibatch_step(batch)
+    with paddle.no_grad():
+        value = agent.critic_net.value_of_normalised(obs).numpy()
+    _, value_loss = agent._minibatch_step(batch._replace(returns=paddle.full([8], 3.0))).numpy()
+    assert value_loss == pytest.approx(((value - 3.0) ** 2).mean(), rel=1e-5)  # L_V = mean (V - R)^2
+
+
+def test_policy_shift_reports_kl_and_clip_fraction_against_hand_values():
+    agent = pm.PPO(2, 3, pm.Args(norm_obs=False, clip=0.2))
+    obs = paddle.to_tensor(np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32))
+    actions = paddle.to_tensor(np.array([0, 1, 2, 0]))
+    with paddle.no_grad():
+        logp = pm.log_prob_of(F.log_softmax(agent.actor_net.logits(obs), -1), actions).numpy()
+    log_ratio = np.array([0.0, 0.1, -0.5, 0.3], np.float32)  # log pi - log pi_old
+    batch = pm.Minibatch(obs, actions, paddle.to_tensor(logp - log_ratio), paddle.zeros([4]), paddle.zeros([4]))
+    shift = agent.policy_shift(batch)
+    r = np.exp(log_ratio)
+    assert shift["approx_kl"] == pytest.approx(((r - 1) - log_ratio).mean(), rel=1e-4)
+    assert shift["clip_fraction"] == 0.5  # |r - 1| > 0.2 for log ratios -0.5 and 0.3
+    assert shift["entropy"] > 0
+
+
+def test_env_seeds_are_32_bit_above_every_evaluation_seed_and_follow_the_run():
+    args = pm.Args(num_envs=16, seed=7)
+    seeds = pm.env_seeds(args, rollouts=3)
+    assert len(seeds) == 16 and len(set(seeds)) == 16
+    assert all(2**31 <= s < 2**32 for s in seeds)  # evaluation episodes start below 2^31
+    assert seeds == pm.env_seeds(pm.Args(num_envs=16, seed=7), rollouts=3)  # the same run, the same seeds
+    assert not set(seeds) & set(pm.env_seeds(args, rollouts=4))  # a resumed run starts new episodes
+    assert not set(seeds) & set(pm.env_seeds(pm.Args(num_envs=16, seed=8), rollouts=3))
+
+
+def test_arrival_states_take_the_final_observation_of_finished_episodes():
+    next_obs = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], np.float32)  # after autoreset
+    done = np.array([False, True, False])
+    final = np.array([None, np.array([0.5, 0.07], np.float32), None], dtype=object)
+    arrived = pm.arrival_states(next_obs, done, {"final_obs": final})
+    assert arrived.tolist() == [[0.0, 0.0], [0.5, np.float32(0.07)], [2.0, 2.0]]
+    assert next_obs[1].tolist() == [1.0, 1.0]  # the next episode's first state is left alone
+    assert pm.arrival_states(next_obs, np.zeros(3, bool), {}) is next_obs
 
 
 @pytest.mark.parametrize("anneal_lr", [False, True])

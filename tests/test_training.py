@@ -93,10 +93,14 @@ def test_default_preset_learns_within_a_small_budget(outdirs):
 
 
 def test_target_return_stops_training_early(outdirs):
-    args = pm.Args(total_timesteps=100_000, eval_every=4096, target_return=-200.0, quiet=True,
-                   plots=False, **outdirs)
+    # -115 is reached within the budget but not at the first evaluation: the run must go on
+    # while the evaluations are below it and stop at the first one that reaches it
+    args = pm.Args(total_timesteps=100_000, eval_every=4096, eval_episodes=20, target_return=-115.0,
+                   quiet=True, plots=False, **outdirs)
     summary = pm.train(args)
-    assert summary["global_step"] == 4096 and len(summary["eval_history"]) == 1
+    scores = [h["mean_return"] for h in summary["eval_history"]]
+    assert len(scores) >= 2 and max(scores[:-1]) < -115.0 <= scores[-1]
+    assert summary["global_step"] == summary["eval_history"][-1]["global_step"] < 100_000
 
 
 def test_train_from_python_twice_in_one_process_and_from_a_thread(outdirs):
