@@ -1,11 +1,14 @@
-"""The READMEs: the English and the Chinese one show the same commands, and each one parses."""
+"""The READMEs: the English and the Chinese one show the same commands, each one parses, and what
+they say of the presets, the script's length and resuming is what the code does."""
+import dataclasses
 import re
 import shlex
 
 import pytest
 from helpers import ROOT
 
-from ppo_toolbox import settings
+import ppo_mountaincar as pm
+from ppo_toolbox import checkpoint, settings
 from ppo_toolbox import cli as ppo_cli
 
 COMMAND = re.compile(r"^\s*(python ppo_mountaincar\.py[^#\n]*)", re.M)
@@ -55,3 +58,37 @@ def test_every_python_block_runs_in_a_fresh_jupyter_kernel(readme, tmp_path):
     shown = [o for o in outputs if o.output_type == "display_data"]
     assert sum("image/png" in o.data for o in shown) == 3 and sum("image/gif" in o.data for o in shown) == 1
     assert (tmp_path / "param" / "img" / "replay.gif").is_file()
+
+
+def readme(name: str) -> str:
+    return (ROOT / name).read_text(encoding="utf-8")
+
+
+def gradient_steps(args) -> int:
+    """Minibatch steps of a whole run: rollouts x epochs x minibatches per rollout (no early stop)."""
+    per_rollout = args.num_envs * args.num_steps
+    return -(-args.total_timesteps // per_rollout) * args.update_epochs * -(-per_rollout // args.batch_size)
+
+
+@pytest.mark.parametrize("name", ["README.md", "README_cn.md"])
+def test_the_preset_commands_set_what_the_presets_set(name):
+    lines = re.findall(r"^(python ppo_mountaincar\.py [^\n]*?)\s+# (\w+)$", readme(name), re.M)
+    shown = {preset: command for command, preset in lines if preset in pm.PRESETS}
+    assert set(shown) == set(pm.PRESETS) - {"default"}
+    for preset, command in shown.items():
+        args = ppo_cli.args_from_cli(ppo_cli.parse_command_line(shlex.split(command)[2:]))
+        assert dataclasses.replace(args, preset=preset) == pm.preset_args(preset), preset
+
+
+@pytest.mark.parametrize("name", ["README.md", "README_cn.md"])
+def test_the_readmes_numbers_are_the_codes(name):
+    text = readme(name)
+    best_row = next(line for line in text.splitlines() if line.startswith("| `best` |"))
+    for preset in ("default", "best"):  # "about as many gradient steps (2,940 against 2,960)"
+        assert f"{gradient_steps(pm.preset_args(preset)):,}" in best_row, preset
+    lines = len((ROOT / "ppo_mountaincar.py").read_text().splitlines())
+    stated = re.search(r"`ppo_mountaincar\.py`\s*[(（]\D*(\d+)", text)
+    assert abs(int(stated.group(1)) - lines) <= 10, (stated.group(1), lines)
+    resumable = re.search(r"(?:Only|只能修改)((?:\s*`--[a-z-]+`[,、]?(?: and| 和)?)+)", text)
+    flags = set(re.findall(r"`--([a-z-]+)`", resumable.group(1)))
+    assert flags == {f.replace("_", "-") for f in checkpoint.RESUMABLE_FLAGS}
