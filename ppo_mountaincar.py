@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
@@ -33,8 +34,6 @@ from typing import Any, Callable, Iterator, NamedTuple
 # thread and with a second run on the other core. Takes effect if numpy is not loaded yet.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ start-up chatter quiet
-import warnings  # noqa: E402
-
 warnings.filterwarnings("ignore", message="No ccache found")  # Paddle warns at import
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -563,8 +562,8 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     space = envs.single_observation_space
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
-    with Run(args, agent, bonus, envs, changed_settings(args), device, checkpoint, on_evaluation,
-             trusted_env) as run:
+    with Run(args, agent, bonus, envs, changed_settings(args), device, checkpoint=checkpoint,
+             on_evaluation=on_evaluation, trusted_env=trusted_env) as run:
         obs = run.first_observations(env_seeds(args, run.progress.rollouts))  # or a checkpoint's
         while not run.finished():
             with run.rollout():  # a stop in here undoes this rollout and ends the run

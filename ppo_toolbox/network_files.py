@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import UsageError
-from .param_files import PARAM_FORMAT, load_state
+from .param_files import MAX_NETWORK_BYTES, PARAM_FORMAT, load_state
 from .settings import MAX_WEIGHTS, network_weights
 
 MAX_OBS_DIM, MAX_ACTIONS, MAX_LAYERS = 4096, 4096, 8  # what a file may describe
@@ -93,7 +93,7 @@ def load_weights(layer: Any, state: dict[str, Any], source: str) -> None:
 
 def read_network(path: str | Path, role: str) -> NetworkFile:
     """Read and check an actor or critic .param file (the project's or the tutorial's)."""
-    state = load_state(path)
+    state = load_state(path, MAX_NETWORK_BYTES)
     meta = state.pop("meta", None)
     if meta is None and tutorial_meta(state, role) is not None:
         meta, state = tutorial_meta(state, role), tutorial_to_ours(state)

@@ -17,9 +17,14 @@ import numpy as np
 
 from .errors import Damaged, Refused, UsageError
 from .safe_pickle import read_pickle
+from .settings import MAX_BONUS_CELLS, MAX_WEIGHTS
 
 PARAM_FORMAT = 2  # 2: with a checksum; files of format 1 (no checksum) still load
-MAX_PARAM_BYTES = 2**31  # 2 GiB: far above any network or checkpoint this project writes
+# The largest files this project can write: a network of MAX_WEIGHTS float32 weights (and a
+# quarter more for a wide first layer), and a checkpoint of two of them with Adam's two
+# moments each, the bonus table and the rest.
+MAX_NETWORK_BYTES = 5 * MAX_WEIGHTS + 2**20
+MAX_CHECKPOINT_BYTES = 6 * MAX_NETWORK_BYTES + 8 * MAX_BONUS_CELLS + 2**24
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -105,20 +110,24 @@ def save_state(layer: Any, path: Path, meta: dict[str, Any]) -> Path:
     return save_pickle(path, {**numpy_state(layer), "meta": meta})
 
 
-def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a .param file without executing anything from it, and check its checksum."""
+def load_state(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, Any]:
+    """Read a .param file or a checkpoint without executing anything from it, within bounded
+    memory and time, and check its checksum."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"no such file: {path}; pass the path of a saved .param file")
+    if not path.is_file():  # a folder, a FIFO (reading it would wait forever), a device
+        raise UsageError(f"{path} is not a regular file; pass the path of a saved .param file")
     damaged = (f"{path} is damaged or not a .param file ({{}}); use another copy, "
                "e.g. actor_net_best.param or a numbered snapshot")
     try:
-        if path.stat().st_size > MAX_PARAM_BYTES:
-            raise Damaged("larger than any .param file")
-        data = path.read_bytes()
-        if not data:
-            raise Damaged("empty")
-        state = read_pickle(data)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise Damaged(f"{size / 2**20:.0f} MB, larger than any such file ({max_bytes / 2**20:.0f} MB)")
+            if not size:
+                raise Damaged("empty")
+            state = read_pickle(f, size)
     except Refused as e:
         raise UsageError(f"{path} contains code or objects a .param file never holds ({e}); "
                          "it was not loaded") from None

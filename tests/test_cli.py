@@ -1,4 +1,4 @@
-"""The command line (section 13): help, and mistakes that end in one line and exit code 2."""
+"""The command line (ppo_toolbox/cli.py): help, and mistakes that end in one line and exit code 2."""
 import dataclasses
 import os
 import subprocess

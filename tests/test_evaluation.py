@@ -1,4 +1,4 @@
-"""Evaluation, replay and figures (sections 10-11): the shipped policy, GIFs, plots, and a real
+"""Evaluation, replay and figures (ppo_toolbox/evaluation.py, replay.py, figures.py): the shipped policy, GIFs, plots, and a real
 VisualDL server serving a real run."""
 import io
 import json

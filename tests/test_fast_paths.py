@@ -1,4 +1,4 @@
-"""Fast paths (section 7): the numpy actor and the numpy-batched MountainCar, against Paddle and
+"""Fast paths (ppo_toolbox/acting.py, envs.py): the numpy network and the numpy-batched MountainCar, against Paddle and
 Gymnasium."""
 
 import numpy as np

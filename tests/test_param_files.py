@@ -1,4 +1,4 @@
-""".param files (section 8): round trips, the original tutorial's files, safe loading of crafted,
+""".param files (ppo_toolbox/param_files.py, network_files.py): round trips, the original tutorial's files, safe loading of crafted,
 damaged and mismatched files, atomic writes."""
 import os
 import pickle

@@ -1,4 +1,4 @@
-"""A .param file from anyone (section 8): crafted files never run code, crash Python or
+"""A .param file from anyone (ppo_toolbox/param_files.py, network_files.py): crafted files never run code, crash Python or
 allocate more than the file's size; damaged files are detected by their checksum; every
 failure is one line and exit code 2."""
 import os
@@ -212,3 +212,63 @@ def test_every_byte_flip_and_truncation_is_a_correct_load_or_one_line(tmp_path):
         assert all(np.array_equal(v.numpy(), state[k]) for k, v in actor.state_dict().items())
     assert errors >= 350 and time.perf_counter() - started < 60, (loaded, errors)
     print(f"{len(cases)} damaged copies: {loaded} loaded with identical content, {errors} refused in one line")
+
+
+def crafted_pickles(mb: int) -> dict[str, bytes]:
+    """Files of about `mb` MB built to crash, flood or stall an unpickler, by kind."""
+    n = mb * 2**20
+    deep = b"N" + b"\x85" * 200_000  # None, then TUPLE1 200,000 times: (((...),),)
+    # {k * (2^61 - 1): 0.0}: one hash for every key (built as bytes: as a dict it takes minutes)
+    colliding = b"".join(b"\x8a" + bytes([len(key)]) + key + b"G" + b"\0" * 8 for key in
+                         ((k * (2**61 - 1)).to_bytes(16, "little", signed=True) for k in range(1, 60_001)))
+    return {
+        "set flood": b"\x80\x04" + b"\x8f" * n,                                   # EMPTY_SET
+        "frozenset": pickle.dumps({"meta": frozenset(range(10))}, protocol=4),
+        "deep tuple as a key": b"\x80\x04}" + deep + b"K\x00s.",  # {((...),): 0}
+        "deep set": b"\x80\x04" + b"\x8f" * 200_000 + b".",
+        "ordered dict of pairs": pickle.dumps(__import__("collections").OrderedDict([((1, (2,)), 3)]), protocol=4),
+        "colliding int keys": b"\x80\x04}(" + colliding + b"u.",
+        "a 5,000-digit int": pickle.dumps({"meta": {"format": 10**5000}}, protocol=4),
+        "memo flood": b"\x80\x04N" + b"\x94" * n,
+        "mark flood": b"\x80\x04" + b"(" * n,
+        "dict flood": b"\x80\x04" + b"}" * n,
+        "list flood": b"\x80\x04" + b"]" * n,
+        "recall flood": b"\x80\x04N\x94" + b"h\x00" * (n // 2),
+        "frame flood": b"\x80\x04" + (b"\x95" + b"\x00" * 8) * (n // 9),
+        "2^62 bytes claimed": b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"x" * 64,
+        "a large string": b"\x80\x04X" + struct.pack("<I", n - 8) + b"a" * (n - 8) + b".",
+        "data of no array": b"\x80\x04B" + struct.pack("<I", n - 8) + b"\0" * (n - 8) + b".",
+        "os.system": b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R.",
+    }
+
+
+def test_the_reader_refuses_floods_and_traps_while_reading_in_bounded_memory_and_time(tmp_path):
+    """Each crafted file is refused with Damaged or Refused by a reader that stops at the first
+    thing a .param file never holds: never a crash, and within a plain load's memory + 64 MB
+    and 2 s per MB (each file in a fresh process that imports only the reader)."""
+    # VmHWM, not ru_maxrss: the latter keeps the peak of the forked parent (pytest) across exec
+    probe = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
+             "from ppo_toolbox.param_files import load_state\nfrom ppo_toolbox.errors import UsageError\n"
+             "t = time.perf_counter()\n"
+             "try:\n    load_state(sys.argv[2]); result = 'loaded'\n"
+             "except UsageError as e:\n    result = str(e)\n"
+             "peak = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
+             "print(time.perf_counter() - t, int(peak.split()[1]) / 1024)\n"
+             "print(result)\n")
+
+    def measure(path):
+        p = subprocess.run([sys.executable, "-c", probe, str(ROOT), str(path)], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr  # a crash (SIGSEGV) or a traceback fails here
+        (seconds, mb), result = p.stdout.split("\n", 1)[0].split(), p.stdout.split("\n", 1)[1].strip()
+        return float(seconds), float(mb), result
+
+    _, plain, result = measure(ROOT / "param" / "pretrained" / "actor_net.param")
+    assert result == "loaded"
+    for name, data in crafted_pickles(mb=16).items():
+        path = tmp_path / "crafted.param"
+        path.write_bytes(data)
+        seconds, mb, result = measure(path)
+        assert result != "loaded" and str(path) in result and "\n" not in result, (name, result)
+        assert mb < plain + 64, (name, mb, plain)
+        assert seconds < 1 + 2 * len(data) / 2**20, (name, seconds)

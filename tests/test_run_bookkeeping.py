@@ -1,4 +1,4 @@
-"""Run bookkeeping (section 9): VisualDL records, stop signals and resume, optimizer state across
+"""Run bookkeeping (ppo_toolbox/run.py and its rooms): VisualDL records, stop signals and resume, optimizer state across
 processes, unwritable folders, NaN."""
 import io
 import os

@@ -1,4 +1,4 @@
-"""The training loop (section 6): short real runs, determinism, the presets' schedules, learning,
+"""The training loop (ppo_mountaincar.py, section 6): short real runs, determinism, the presets' schedules, learning,
 and train() from Python as a notebook calls it."""
 import os
 import signal

@@ -1,4 +1,4 @@
-"""tune (section 12): a study completes and prints a command that parses; workers in two
+"""tune (ppo_toolbox/tune.py): a study completes and prints a command that parses; workers in two
 processes, or on two machines through PostgreSQL, share one study without running a trial
 twice; hopeless trials are pruned; an interrupted study continues; bad input is one line."""
 import json
