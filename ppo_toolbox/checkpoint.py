@@ -6,13 +6,14 @@ a run, written (`write_checkpoint`), checked (`read_checkpoint`) and restored
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import math
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 from .errors import UsageError
-from .network_files import load_weights
+from .network_files import check_weights, expected_shapes, load_weights
 from .param_files import PARAM_FORMAT, load_state, numpy_state, save_pickle
 from .settings import validate
 
@@ -40,34 +41,141 @@ def write_checkpoint(path: Path, args: Any, run_name: str, agent: Any, bonus: An
 
 
 def read_checkpoint(path: str | Path, args_class: type) -> dict[str, Any]:
-    """Read a checkpoint (safely, like every .param file) and check that it holds everything
-    `restore_checkpoint` restores, of the right kinds, before anything is built from it.
-    `args_class` is the script's `Args`: the config must be one of its instances."""
+    """Read a checkpoint (safely, like every .param file) and check everything in it, as
+    strictly as a flag, before anything is built from it. `args_class` is the script's
+    `Args`: the config must make one. The run continues where the file is: its folder, run
+    name and log folder come from the file's place, never from paths written inside it."""
     state = load_state(path)
     if state.get("kind") != "checkpoint":
         raise UsageError(f"{path} is not a training checkpoint; pass param/<run name>/{CHECKPOINT}")
+    problem = checkpoint_problem(state, args_class)
+    if problem is not None:
+        raise UsageError(f"{path} is damaged or from another version (its {problem}); start a new run "
+                         "or resume another checkpoint")
+    net_dir = Path(path).resolve().parent
+    param_dir, logdir = run_place(net_dir, state["config"])
+    state["config"] = dict(state["config"], param_dir=param_dir, logdir=logdir, run_name=net_dir.name)
+    state["run_name"], state["path"] = net_dir.name, str(net_dir / Path(path).name)
+    return state
+
+
+def run_place(net_dir: Path, config: dict[str, Any]) -> tuple[str, str]:
+    """(--param-dir, --logdir) of a resumed run: the folder that holds its run folder, and its
+    log folder: where the run was started (the folder its relative --param-dir was taken
+    from), under its relative --logdir; an absolute --logdir only if it already holds this
+    run's records; else exp/ there. The file's own paths count only where they agree with
+    where the file is, so that no checkpoint sends a run anywhere else."""
+    def clean(p: PurePath) -> bool:
+        return bool(p.parts) and not p.is_absolute() and ".." not in p.parts
+    param_dir, saved = net_dir.parent, PurePath(config["param_dir"])
+    base = param_dir.parent  # where a run was started, in the usual layout (param/, exp/)
+    if clean(saved) and param_dir.parts[-len(saved.parts):] == saved.parts:
+        base = Path(*param_dir.parts[:-len(saved.parts)])
+    saved_log = Path(config["logdir"])
+    if clean(saved_log):
+        return str(param_dir), str(base / saved_log)
+    own_records = saved_log.is_absolute() and any((saved_log / net_dir.name).glob("vdlrecords.*"))
+    return str(param_dir), str(saved_log if own_records else base / "exp")
+
+
+EVALUATION = ("mean_return", "std_return", "success_rate", "mean_steps", "episodes", "global_step")
+
+
+def checkpoint_problem(state: dict[str, Any], args_class: type) -> str | None:
+    """What is wrong in a checkpoint (None: nothing), entry by entry in `write_checkpoint`'s
+    order, so that restoring it cannot fail half-way."""
     kinds = dict(config=dict, run_name=str, actor=dict, critic=dict, optimizer=dict, counters=dict,
                  best=dict, history=list, rng=dict)
     wrong = next((k for k, kind in kinds.items() if not isinstance(state.get(k), kind)), None)
-    config = state.get("config", {})
-    if wrong is None and set(config) != {f.name for f in dataclasses.fields(args_class)}:
-        wrong = "config (its settings are not this version's)"
-    if wrong is None and not all(type(state["counters"].get(k)) is int and state["counters"][k] >= 0
-                                 for k in COUNTERS):
-        wrong = "counters"
-    if wrong is None:
-        try:
-            validate(args_class(**{**config, "hidden_sizes": tuple(config["hidden_sizes"])}))
-            np.random.default_rng().bit_generator.state = state["rng"]
-        except UsageError as e:
-            wrong = f"config ({e})"
-        except Exception:  # noqa: BLE001 - wrong types inside the config or the RNG state
-            wrong = "config or RNG state"
     if wrong is not None:
-        raise UsageError(f"{path} is damaged or from another version (its {wrong}); start a new run "
-                         "or resume another checkpoint")
-    state["path"] = str(Path(path).resolve())  # the run's folder is where its checkpoint is
-    return state
+        return f"{wrong} entry"
+    config = state["config"]
+    if set(config) != {f.name for f in dataclasses.fields(args_class)}:
+        return "config (its settings are not this version's)"
+    if not isinstance(config["hidden_sizes"], (list, tuple)):
+        return "config (--hidden-sizes is not a list)"
+    try:
+        args = args_class(**{**config, "hidden_sizes": tuple(config["hidden_sizes"])})
+        validate(args)
+    except UsageError as e:
+        return f"config ({e})"
+    first = state["actor"].get("net.0.weight")
+    if not isinstance(first, np.ndarray) or first.ndim != 2:
+        return "actor weights"
+    last = state["actor"].get(f"net.{2 * len(args.hidden_sizes)}.weight")
+    meta = dict(obs_dim=first.shape[0], hidden_sizes=list(args.hidden_sizes),
+                n_actions=last.shape[-1] if isinstance(last, np.ndarray) and last.ndim == 2 else 0)
+    for role in ("actor", "critic"):
+        try:
+            check_weights(state[role], expected_shapes(meta, role), "the checkpoint")
+        except UsageError:
+            return f"{role} weights"
+    if state["optimizer"] and not _moments_fit(state["optimizer"], state["actor"], state["critic"]):
+        return "optimizer state"
+    counters = state["counters"]
+    if set(counters) != {*COUNTERS, "elapsed"} or not all(type(counters[k]) is int and 0 <= counters[k] <= 10**15
+                                                          for k in COUNTERS):
+        return "counters"
+    if type(counters["elapsed"]) not in (int, float) or not 0 <= counters["elapsed"] < 1e12:
+        return "counters"
+    best = state["best"]
+    if not (best == {"mean_return": -np.inf} or _is_evaluation(best)):
+        return "best evaluation"
+    if not all(_is_evaluation(h, "seconds") for h in state["history"]):
+        return "evaluations"
+    if not _is_rng_state(state["rng"]):
+        return "RNG state"
+    counts, cells = state.get("bonus_counts"), args.explore_bins ** meta["obs_dim"]
+    if not (counts is None if args.explore_bonus == 0 else isinstance(counts, np.ndarray) and
+            counts.dtype == np.int64 and counts.shape == (cells,) and (counts >= 0).all()):
+        return "exploration counts"
+    if not _envs_fit(state.get("envs"), args.num_envs):
+        return "env state"
+    return None
+
+
+def _is_evaluation(d: Any, *extra: str) -> bool:
+    return (isinstance(d, dict) and set(d) == {*EVALUATION, *extra} and
+            all(type(v) in (int, float) and math.isfinite(v) for v in d.values()))
+
+
+def _is_rng_state(state: Any) -> bool:
+    try:
+        np.random.default_rng().bit_generator.state = state
+        return True
+    except Exception:  # noqa: BLE001 - numpy says what it does not take in its own ways
+        return False
+
+
+def _moments_fit(saved: dict[str, Any], actor: dict[str, Any], critic: dict[str, Any]) -> bool:
+    """Adam's moments of every parameter, of its shape, and the powers of its betas."""
+    expected = {}
+    for role, weights in (("actor", actor), ("critic", critic)):
+        for name, w in weights.items():
+            if not name.startswith("obs_norm."):
+                for moment, shape in (("moment1", w.shape), ("moment2", w.shape), ("beta1_pow_acc", (1,)),
+                                      ("beta2_pow_acc", (1,))):
+                    expected[f"{role}.{name}_{moment}_0"] = shape
+    return set(saved) == set(expected) and all(
+        isinstance(v, np.ndarray) and v.dtype == np.float32 and v.shape == expected[k] and np.isfinite(v).all()
+        for k, v in saved.items())
+
+
+def _envs_fit(saved: Any, num_envs: int) -> bool:
+    """None, or the numpy MountainCar's cars and their open episodes, one per env."""
+    if saved is None:
+        return True
+    try:
+        cars = saved["state"]
+        arrays = [(cars["pos"], np.float64), (cars["vel"], np.float64), (cars["elapsed"], np.int64),
+                  (saved["ep_return"], np.float64), (saved["ep_len"], np.int64)]
+        return (set(saved) == {"state", "ep_return", "ep_len"} and set(cars) == {"pos", "vel", "elapsed", "rngs"}
+                and all(isinstance(a, np.ndarray) and a.dtype == t and a.shape == (num_envs,) for a, t in arrays)
+                and np.isfinite(cars["pos"]).all() and np.isfinite(cars["vel"]).all()
+                and isinstance(cars["rngs"], list) and len(cars["rngs"]) == num_envs
+                and all(_is_rng_state(r) for r in cars["rngs"]))
+    except (KeyError, TypeError):
+        return False
 
 
 def resumed_config(config: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ import numpy as np
 
 from .errors import UsageError
 from .param_files import MAX_NETWORK_BYTES, PARAM_FORMAT, load_state
-from .settings import MAX_WEIGHTS, network_weights
+from .settings import MAX_LAYERS, MAX_WEIGHTS, network_weights
 
-MAX_OBS_DIM, MAX_ACTIONS, MAX_LAYERS = 4096, 4096, 8  # what a file may describe
+MAX_OBS_DIM, MAX_ACTIONS = 4096, 4096  # what a file may describe
 # The tutorial saved `paddle.save(actor.state_dict())` of its own layers: fc1 -> ReLU ->
 # action_head (softmax), and fc1 -> ReLU -> state_value; no meta entry, no normalisation.
 TUTORIAL_LAYERS = {"actor": ("fc1", "action_head"), "critic": ("fc1", "state_value")}

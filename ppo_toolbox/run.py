@@ -21,7 +21,7 @@ from .best_policy import BestPolicy
 from .checkpoint import CHECKPOINT, envs_state, restore_checkpoint, restore_envs, write_checkpoint
 from .errors import TrainingDiverged
 from .figures import plot_run, policy_value_images
-from .folders import claim_run_folders, ensure_writable
+from .folders import claim_run_folders, ensure_writable, lock_run_folder, refuse_links, remove_if_empty, unlock
 from .logbook import Logbook
 from .param_files import atomic_write, remove_stale_temporaries
 from .stopping import StopRequested, StopSignal
@@ -52,19 +52,28 @@ class Run:
             self.run_name, self.net_dir = checkpoint["run_name"], Path(checkpoint["path"]).parent
         self.log_dir = Path(args.logdir) / self.run_name
         self.latest_dir = Path(args.param_dir) / "net_param"  # the latest finished run's policy
-        self.keeper = BestPolicy(args, self.net_dir, trusted_env)
-        counters = {} if checkpoint is None else restore_checkpoint(checkpoint, agent, bonus, self.keeper)
-        self.progress = Progress(**{k: counters.get(k, 0) for k in ("global_step", "episodes_done", "rollouts")})
-        self.saved_envs = None if checkpoint is None else checkpoint.get("envs")
-        for folder in (self.net_dir, self.log_dir, self.latest_dir):
-            ensure_writable(folder)
-            remove_stale_temporaries(folder)
-        if not args.quiet:  # before the progress bar appears
-            import paddle
-            print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
-                  file=sys.stderr)
-        self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
-                           counters.get("elapsed", 0.0), changed)
+        self.lock = None
+        try:  # a run refused here leaves nothing behind
+            refuse_links(self.net_dir, self.log_dir, self.latest_dir, self.net_dir / "img")
+            self.lock = lock_run_folder(self.net_dir)  # before anything is written there
+            self.keeper = BestPolicy(args, self.net_dir, trusted_env)
+            counters = {} if checkpoint is None else restore_checkpoint(checkpoint, agent, bonus, self.keeper)
+            self.progress = Progress(**{k: counters.get(k, 0) for k in ("global_step", "episodes_done", "rollouts")})
+            self.saved_envs = None if checkpoint is None else checkpoint.get("envs")
+            for folder in (self.net_dir, self.log_dir, self.latest_dir):
+                ensure_writable(folder)
+                remove_stale_temporaries(folder)
+            if not args.quiet:  # before the progress bar appears
+                import paddle
+                print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
+                      file=sys.stderr)
+            self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
+                               counters.get("elapsed", 0.0), changed)
+        except BaseException:
+            unlock(self.lock)
+            if checkpoint is None:
+                remove_if_empty(self.net_dir, self.log_dir)
+            raise
         self.stop = StopSignal()
         self.fresh_optimizer = False  # a stop undid the first update: Adam has no state to save
         self.reached = False          # --target-return reached, or on_evaluation asked to stop
@@ -79,6 +88,8 @@ class Run:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.__exit__(*exc)
+        unlock(self.lock)
+        self.lock = None
 
     def first_observations(self, seeds: list[int]) -> np.ndarray:
         """The checkpoint's envs where they were, when it holds them (the numpy MountainCar),

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
@@ -20,6 +21,8 @@ MAX_SEED = 2**32 - 1          # numpy's and Gymnasium's seeds are 32-bit
 MAX_EPOCHS = 1_000
 MAX_RUN_BYTES = 2 * 2**30     # the rollout and the update's copies of it
 MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint)
+MAX_LAYERS = 8                # hidden layers a network file may describe
+MAX_STEPS = 10**10            # any count of env steps (VisualDL keeps steps as 64-bit ints)
 
 # Settings that say where a run writes or how it reports, not what it learns.
 OUTPUT_SETTINGS = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
@@ -79,12 +82,33 @@ def use_device(name: str) -> str:
     return device
 
 
+def check_types(args: Any) -> None:
+    """Every setting of the type its field declares (a float field takes an int too), one of
+    its choices where it has them, and every number finite: settings from Python or from a
+    checkpoint are checked as strictly as flags."""
+    fields = {f.name: f for f in dataclasses.fields(args)}
+    for name, kind in field_types(type(args)).items():
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        optional = fields[name].default is None
+        if value is None and optional:
+            continue
+        if kind is tuple:
+            ok = isinstance(value, tuple) and all(type(v) is int for v in value)
+        elif kind is float:
+            ok = type(value) in (int, float) and math.isfinite(value)
+        else:
+            ok = type(value) is kind
+        if not ok:
+            raise UsageError(f"{flag} must be {'a finite number' if kind is float else 'a ' + kind.__name__}, "
+                             f"not {str(value)[:40]!r}")
+        choices = fields[name].metadata.get("choices")
+        if choices and value not in choices:
+            raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {str(value)[:40]!r}")
+
+
 def validate(args: Any) -> None:
     """Reject settings that cannot work, with a sentence that says how to fix them."""
-    for name, kind in field_types(type(args)).items():  # every number read from a flag is finite
-        value = getattr(args, name)
-        if kind is float and value is not None and not math.isfinite(value):
-            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
+    check_types(args)
     checks = [
         (0 <= args.seed <= MAX_SEED, f"--seed must be in 0..{MAX_SEED:,}"),
         (0 < args.total_timesteps <= 10**10, "--total-timesteps must be positive and at most 10^10"),
@@ -104,14 +128,22 @@ def validate(args: Any) -> None:
         (args.ent_coef >= 0, "--ent-coef must be >= 0"),
         (args.target_kl is None or args.target_kl > 0, "--target-kl must be positive"),
         (all(h > 0 for h in args.hidden_sizes) and args.hidden_sizes, "--hidden-sizes must be positive, e.g. 64,64"),
+        (len(args.hidden_sizes) <= MAX_LAYERS, f"--hidden-sizes may list at most {MAX_LAYERS} layers, e.g. 64,64"),
         (network_weights([8, *args.hidden_sizes, 8]) <= MAX_WEIGHTS,  # 8: any small obs/action size
          f"--hidden-sizes would make a network of more than {MAX_WEIGHTS:,} weights; try 64,64 or 128,128"),
-        (args.max_episode_steps is None or args.max_episode_steps >= 0, "--max-episode-steps must be >= 0"),
-        (args.eval_every >= 0 and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
-         f"--eval-every must be >= 0, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
-        (args.save_every >= 0 and args.keep_snapshots >= 0, "--save-every and --keep-snapshots must be >= 0"),
+        (args.max_episode_steps is None or 0 <= args.max_episode_steps <= MAX_STEPS,
+         "--max-episode-steps must be in 0..10^10"),
+        (0 <= args.eval_every <= MAX_STEPS and 0 < args.eval_episodes <= MAX_EVAL_EPISODES,
+         f"--eval-every must be in 0..10^10, --eval-episodes in 1..{MAX_EVAL_EPISODES:,}"),
+        (0 <= args.save_every <= MAX_STEPS and 0 <= args.keep_snapshots <= 10**6,
+         "--save-every must be in 0..10^10 and --keep-snapshots in 0..10^6"),
+        (args.explore_bins <= MAX_BONUS_CELLS, f"--explore-bins must be at most {MAX_BONUS_CELLS:,}"),
+        (args.target_return is None or abs(args.target_return) <= 1e12, "--target-return must be within +/-10^12"),
         (args.explore_bonus >= 0 and args.explore_bins > 0, "--explore-bonus must be >= 0, --explore-bins > 0"),
-        (0 < args.explore_decay_steps <= 10**10, "--explore-decay-steps must be positive, e.g. 100000"),
+        (0 < args.explore_decay_steps <= MAX_STEPS, "--explore-decay-steps must be positive, e.g. 100000"),
+        (0 < len(args.env_id) <= 200 and args.env_id.isprintable(), "--env-id must be a name, e.g. MountainCar-v0"),
+        (0 < len(args.logdir) <= 1024 and 0 < len(args.param_dir) <= 1024 and len(Path(args.logdir).parts) <= 64
+         and len(Path(args.param_dir).parts) <= 64, "--logdir and --param-dir must be folder paths of at most 1,024 characters"),
         (args.run_name is None or (0 < len(args.run_name) <= 200 and not args.run_name.startswith(".")
                                    and all(c.isalnum() or c in "._,=+-" for c in args.run_name)),
          "--run-name must be a plain folder name: letters, digits and . _ , = + -"),

@@ -7,10 +7,12 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,33 @@ def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
     return parse_sizes(str(value)) if name == "hidden_sizes" else value
 
 
+STORAGE_ENV = "PPO_TUNE_STORAGE"  # how workers get the storage URL: never on a command line
+
+
+def masked(text: str, storage: str | None) -> str:
+    """`text` with the storage URL's password, wherever it appears, shown as *** (also in a
+    URL too malformed to parse: whatever stands between "user:" and "@")."""
+    try:
+        password = urllib.parse.urlsplit(storage).password if storage and "://" in storage else None
+    except ValueError:
+        password = None
+    text = text.replace(password, "***") if password else text
+    return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def without_storage(argv: list[str]) -> list[str]:
+    """A command line without its --storage flag (a worker reads the URL from STORAGE_ENV)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--storage":
+            skip = True
+        elif not a.startswith("--storage="):
+            out.append(a)
+    return out
+
+
 def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any],
                fixed: dict[str, Any], create: bool = True) -> Any:
     """The study: in a journal file under `logdir` unless a database URL is given (several
@@ -96,7 +125,7 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
     import optuna
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed (interrupted) trial is said in one line
     if storage and "://" not in storage and not storage.endswith(".journal"):
-        raise UsageError(f"--storage {storage[:80]} is neither a database URL (postgresql://user:password@host/db, "
+        raise UsageError(f"--storage {masked(storage, storage)[:80]} is neither a database URL (postgresql://user:password@host/db, "
                          "mysql://..., sqlite:///study.db) nor a .journal file")
     try:
         if storage and "://" in storage:
@@ -129,8 +158,8 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
         raise
     except Exception as e:  # noqa: BLE001 - bad URLs, unreachable servers, missing drivers
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
-                         "e.g. postgresql://user:password@host/dbname, and that the server is reachable") from None
+        raise UsageError(masked(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
+                         "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
     described = dict(space=space, fixed={k: str(v) for k, v in fixed.items()})
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=backend)
@@ -141,7 +170,7 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
                              "flags; pass --study NAME for a new study, or the same flags to continue it")
         return study
     if not create:
-        raise UsageError(f"no study '{study_name}' in {storage or 'exp/tune'}; run tune first")
+        raise UsageError(masked(f"no study '{study_name}' in {storage or 'exp/tune'}; run tune first", storage))
     study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
                                     n_startup_trials=5, n_warmup_steps=0))
@@ -270,7 +299,8 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     study_name = ns.study or f"{base.env_id}-{base.preset}"
     if not all(c.isalnum() or c in "._-" for c in study_name):
         raise UsageError("--study must be a plain name: letters, digits and . _ -")
-    study = open_study(ns.storage, study_name, base.logdir, space, given, create=not ns.show)
+    storage = ns.storage or (os.environ.get(STORAGE_ENV) if ns.worker else None)
+    study = open_study(storage, study_name, base.logdir, space, given, create=not ns.show)
     report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
     if ns.show:
         print(report())
@@ -287,12 +317,14 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     import optuna
     tqdm = progress_bar_class()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    command = [sys.executable, str(Path(pm.__file__).resolve()), *[a for a in argv if a != "--worker"], "--worker"]
+    command = [sys.executable, str(Path(pm.__file__).resolve()), *without_storage([a for a in argv if a != "--worker"]),
+               "--worker"]
     if command[2] != "tune":
         command.insert(2, "tune")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
     print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
-          f"storage: {ns.storage or Path(base.logdir) / 'tune' / (study_name + '.journal')}", file=sys.stderr)
+          f"storage: {masked(storage, storage) if storage else Path(base.logdir) / 'tune' / (study_name + '.journal')}",
+          file=sys.stderr)
     # each worker in its own session: a Ctrl-C reaches this process only, which passes it on once
     workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(ns.jobs)]
     done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731

@@ -197,3 +197,30 @@ def test_bad_tune_input_is_one_line_and_leaves_the_study_alone(tmp_path):
     for flags, words in cases:
         assert words in one_line_error(tune(tmp_path, "--seeds", "1", *flags)), flags
     assert journal.read_bytes() == before
+
+
+def test_a_storage_password_is_never_printed_nor_on_a_command_line(tmp_path, postgres, capsys):
+    secret = "S3cret-pw"
+    url = postgres.replace("optuna@", f"optuna:{secret}@")  # the server trusts the user: any password works
+    proc = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "tune", *TINY, "--logdir",
+                             str(tmp_path / "exp"), "--trials", "1", "--seeds", "1", "--storage", url,
+                             "--study", "masked"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    while proc.poll() is None:  # every process's command line while the study runs
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                seen.add(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert any("--worker" in c for c in seen)  # a worker was seen, and it had no password
+    assert not [c for c in seen if "--worker" in c and secret in c]  # the user typed it; workers never see it
+    assert secret not in out + err and "optuna:***@" in err
+    assert len(finished(optuna.load_study(study_name="masked", storage=postgres.replace(
+        "postgresql://", "postgresql+psycopg://")))) == 1  # the worker had the URL all the same
+    for bad in (f"postgresql://u:{secret}@127.0.0.1:1/db", f"postgresql//u:{secret}@host/db"):  # unreachable, malformed
+        assert ppo_cli.main(["tune", "--storage", bad, "--trials", "1", "--logdir", str(tmp_path / "e")]) == 2
+        err = capsys.readouterr().err
+        assert secret not in err and "***" in err, err

@@ -1,0 +1,155 @@
+"""A checkpoint from anyone (ppo_toolbox/checkpoint.py, folders.py): every entry is checked before
+it is used, a checkpoint never sends a run outside its folder, one run folder is one process, and
+links planted in the folders a run writes to are refused."""
+import copy
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+import ppo_mountaincar as pm
+from helpers import QUICK, ROOT, cli, load_checkpoint, one_line_error
+from ppo_toolbox import checkpoint, param_files
+from ppo_toolbox import cli as ppo_cli
+
+SETTINGS = dict(total_timesteps=512, num_envs=4, num_steps=64, batch_size=128, update_epochs=2, eval_every=256,
+                eval_episodes=5, save_every=1, keep_snapshots=1, quiet=True, plots=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A small finished run in param/<run>/ and exp/<run>/ under a folder of its own, and its checkpoint."""
+    base = tmp_path_factory.mktemp("original")
+    summary = pm.train(pm.Args(**SETTINGS, logdir=str(base / "exp"), param_dir=str(base / "param")))
+    state = param_files.load_state(summary["checkpoint"])
+    return base, summary, state
+
+
+def crafted_copy(finished_run, tmp_path, change):
+    """A copy of the run's folders whose checkpoint has `change` applied and a valid checksum."""
+    base, summary, state = finished_run
+    shutil.copytree(base, tmp_path / "copy")
+    run_dir = tmp_path / "copy" / "param" / summary["run_name"]
+    state = copy.deepcopy(state)
+    change(state)
+    path = run_dir / checkpoint.CHECKPOINT
+    try:
+        paddle.save(param_files.sealed(state), str(path))
+    except ValueError:  # an int too long for repr: an attacker writes it with any checksum
+        path.write_bytes(pickle.dumps({**state, "checksum": "0" * 64}, protocol=4))
+    return run_dir
+
+
+def files_of(folder):
+    return {p: p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def setter(*keys, value):
+    def change(state):
+        target = state
+        for k in keys[:-1]:
+            target = target[k]
+        target[keys[-1]] = value
+    return change
+
+
+def delete(*keys):
+    def change(state):
+        target = state
+        for k in keys[:-1]:
+            target = target[k]
+        del target[keys[-1]]
+    return change
+
+
+CRAFTED = {  # (change, the entry the one line names)
+    "a float where a count belongs": (setter("config", "num_envs", value=4.0), "config (--num-envs must be a int"),
+    "an unknown activation": (setter("config", "activation", value="sigmoid"), "--activation must be one of"),
+    "nine hidden layers": (setter("config", "hidden_sizes", value=[8] * 9), "at most 8 layers"),
+    "10^30 steps per episode": (setter("config", "max_episode_steps", value=10**30), "must be in 0..10^10"),
+    "a run name that climbs out": (setter("config", "run_name", value="../x"), "--run-name must be a plain folder name"),
+    "an env id of two lines": (setter("config", "env_id", value="Mountain\nCar-v0"), "--env-id must be a name"),
+    "a missing counter": (delete("counters", "rollouts"), "its counters"),
+    "a float counter": (setter("counters", "global_step", value=512.5), "its counters"),
+    "2^40 gradient steps of 2^70": (setter("counters", "gradient_steps", value=2**70), "its counters"),
+    "NaN seconds": (setter("counters", "elapsed", value=float("nan")), "its counters"),
+    "a bonus table of the wrong shape": (setter("bonus_counts", value=np.zeros(10, np.int64)), "exploration counts"),
+    "an empty best": (setter("best", value={}), "best evaluation"),
+    "an evaluation of strings": (setter("history", value=[{"mean_return": "high"}]), "evaluations"),
+    "a garbage optimizer entry": (setter("optimizer", "x", value="garbage"), "optimizer state"),
+    "a moment of the wrong shape": (setter("optimizer", "actor.net.0.weight_moment1_0", value=np.zeros((3, 3), np.float32)),
+                                    "optimizer state"),
+    "a broken RNG state": (setter("rng", "state", value=5), "RNG state"),
+    "episodes of three envs for four": (setter("envs", "ep_len", value=np.zeros(3, np.int64)), "env state"),
+    "an actor of another shape": (setter("actor", "net.0.weight", value=np.zeros((3, 64), np.float32)), "actor weights"),
+    "a run name that is a number": (setter("run_name", value=5), "run_name entry"),
+    "a 5,000-digit number": (setter("counters", "episodes_done", value=10**5000), "number larger"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_a_crafted_checkpoint_is_one_line_and_touches_nothing(finished_run, tmp_path, capsys, case):
+    change, words = CRAFTED[case]
+    run_dir = crafted_copy(finished_run, tmp_path, change)
+    before = files_of(tmp_path)
+    assert ppo_cli.main(["train", "--resume", str(run_dir / checkpoint.CHECKPOINT), "--total-timesteps", "1024"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
+    assert files_of(tmp_path) == before  # nothing written, nothing lost
+
+
+def test_a_checkpoint_never_sends_a_run_outside_its_folder(finished_run, tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    run_dir = crafted_copy(finished_run, tmp_path, lambda s: (
+        s.update(run_name="../../escaped"),
+        s["config"].update(logdir=str(outside / "logs"), param_dir=str(outside / "param"), run_name="escaped")))
+    old = {p: p.stat().st_mtime_ns for p in (run_dir / "..").resolve().parent.rglob("vdlrecords.*")}
+    monkeypatch.chdir(tmp_path)  # resumed from another working folder
+    summary = pm.resume(run_dir / checkpoint.CHECKPOINT, total_timesteps=1024)
+    assert summary["global_step"] == 1024 and summary["run_dir"] == str(run_dir)
+    assert not outside.exists() and not list(tmp_path.rglob("escaped")) and not list(tmp_path.rglob("x"))
+    # the records went to the run's own log folder beside its param folder: appended, not a new file
+    [records] = (tmp_path / "copy" / "exp" / run_dir.name).glob("vdlrecords.*")
+    assert records in old and records.stat().st_mtime_ns > old[records]
+    assert (tmp_path / "copy" / "param" / "net_param" / "actor_net.param").is_file()
+    assert {p.name for p in (tmp_path / "copy").iterdir()} == {"param", "exp"}
+
+
+def test_one_run_folder_is_one_process_and_a_dead_one_holds_no_lock(tmp_path):
+    dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    first = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "--total-timesteps", "10000000",
+                              "--save-every", "1", *QUICK, *dirs], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")) and time.time() < deadline:
+            time.sleep(0.2)
+        ckpt, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")
+        second = cli("train", "--resume", str(ckpt), "--total-timesteps", "256")
+        line = one_line_error(second)
+        assert f"in use by process {first.pid}" in line
+    finally:
+        first.kill()  # SIGKILL: no chance to release anything
+        first.wait()
+    third = cli("train", "--resume", str(ckpt), "--total-timesteps", "256", "--quiet")
+    assert third.returncode == 0, third.stderr
+
+
+def test_a_planted_link_is_refused_and_a_refused_run_leaves_nothing(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    latest = tmp_path / "param" / "net_param"
+    latest.mkdir(parents=True)
+    (latest / "actor_net.param").symlink_to(target)
+    args = pm.Args(**SETTINGS, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
+    with pytest.raises(pm.UsageError, match="is a symbolic link") as e:
+        pm.train(args)
+    assert "\n" not in str(e.value)
+    assert target.read_text() == "keep me"
+    assert {p.name for p in (tmp_path / "param").iterdir()} == {"net_param"}  # no run folder left
+    assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
