@@ -136,6 +136,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 for a usage error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    import paddle
+    paddle.disable_signal_handler()  # its fatal-signal report is 14 lines of C++ for a SIGTERM; ours is one
     handlers: dict[int, Any] = {}
     try:
         ns = parse_command_line(argv)

@@ -17,8 +17,8 @@ def make_env(env_id: str, max_episode_steps: int | None = None, trusted_env: str
     module named before a ':' in an id ("mymod:MyEnv-v0"): only the id passed as
     `trusted_env` may do that (the command line passes the --env-id typed with
     --allow-env-module), never one read from a file or typed by mistake."""
-    if not isinstance(env_id, str) or not env_id:
-        raise UsageError("an env id must be a name, e.g. MountainCar-v0")
+    if not isinstance(env_id, str) or not 0 < len(env_id) <= 200 or not env_id.isprintable():
+        raise UsageError("an env id must be a name of one line, e.g. MountainCar-v0")
     if ":" in env_id and env_id != trusted_env:
         raise UsageError(f"env id '{env_id[:80]}' would import the module '{env_id.split(':')[0][:40]}'; "
                          "if you trust it, pass it as --env-id with --allow-env-module")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
 from .settings import SHORT_NAMES
 
 
@@ -47,6 +48,8 @@ class Logbook:
         # A resumed run appends to its own records file: VisualDL's server reads only the
         # newest file of a run folder, so a second file would hide the run's past.
         existing = sorted(run_dir.glob("vdlrecords.*"))
+        if existing and not existing[-1].is_file():  # a FIFO would hang the reader
+            raise UsageError(f"{existing[-1]} is not a regular file; remove it, or pass another --logdir")
         if existing:
             trim_torn_record(existing[-1])
         with contextlib.redirect_stdout(io.StringIO()):  # VisualDL prints that it appends

@@ -233,6 +233,9 @@ class Run:
                       f"are saved in {self.net_dir}" + (skipped if self.args.plots else ""), file=sys.stderr)
             elif self.args.plots:
                 plot_run(self.log_dir, actor_path, self.net_dir / "img")
+                if self.stop.signum:  # it came while the figures were drawn; they are whole, as every file
+                    print(f"{signal.Signals(self.stop.signum).name}: the run had finished; its policy, checkpoint "
+                          f"and figures are saved in {self.net_dir}", file=sys.stderr)
         self.log.lap("final_files")
         return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(self.log_dir),
                     latest_path=str(self.latest_dir / "actor_net.param"), actor_path=str(actor_path),

@@ -3,6 +3,7 @@ sharing a database, each trial a few runs of the script's `train`. Top layer: it
 `ppo_mountaincar`, optuna (when called), numpy and the toolbox."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -49,9 +50,46 @@ NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "
                   "fast_env", "episodes", "total_timesteps"}
 
 
-def check_space(space: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def read_space(path: str) -> Any:
+    """A --space file: a regular JSON file of at most 64 KB, nested no deeper than a space is."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"the search space {path} is not a regular file; pass a JSON file")
+    try:
+        with open(p, "rb") as f:
+            text = f.read(2**16 + 1)
+        if len(text) > 2**16:
+            raise ValueError("larger than 64 KB")
+        depth = max(_nesting(text), 0)
+        if depth > 4:
+            raise ValueError(f"nested {depth} deep")
+        return json.loads(text)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read the search space {path} ({str(e)[:120]}); pass a JSON file") from None
+
+
+def _nesting(text: bytes) -> int:
+    """How deep brackets nest in a JSON text (strings aside), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text.decode("utf-8", "replace"):
+        if in_string:
+            escaped, in_string = (not escaped and c == "\\"), in_string and (escaped or c != '"')
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_space(space: Any, fixed: dict[str, Any], base: Any = None) -> dict[str, dict[str, Any]]:
     """A search space checked and without the fixed settings (and without the bonus's decay
-    when the bonus is fixed at 0); every problem is a UsageError naming the parameter."""
+    when the bonus is fixed at 0); every problem is a UsageError naming the parameter. With
+    `base` (the fixed settings), every choice and both ends of every range must make
+    settings that `validate` accepts."""
     if not isinstance(space, dict) or not space:
         raise UsageError("the search space must be a JSON object of parameters, e.g. "
                          '{"actor_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true}}')
@@ -62,8 +100,10 @@ def check_space(space: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
                              + ", ".join(sorted(set(fields) - NOT_SEARCHABLE)))
         kind = spec.get("type") if isinstance(spec, dict) else None
         if kind == "categorical":
-            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-                raise UsageError(f"'{name}' in the search space has no choices")
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not 0 < len(choices) <= 100 or not all(
+                    type(c) in (str, int, float, bool) for c in choices):
+                raise UsageError(f"'{name}' in the search space needs a list of up to 100 plain choices")
         elif kind in ("float", "int"):
             low, high = spec.get("low"), spec.get("high")
             if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
@@ -74,6 +114,15 @@ def check_space(space: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise UsageError(f"'{name}' in the search space needs \"type\": \"float\", \"int\" or \"categorical\"")
     dropped = set(fixed) | ({"explore_decay_steps"} if fixed.get("explore_bonus") == 0 else set())
     left = {k: v for k, v in space.items() if k not in dropped}
+    for name, spec in left.items() if base is not None else ():
+        for value in spec["choices"] if spec["type"] == "categorical" else (spec["low"], spec["high"]):
+            try:
+                value = parse_sizes(str(value)) if name == "hidden_sizes" else \
+                    int(value) if spec["type"] == "int" else float(value) if spec["type"] == "float" else value
+                validate(dataclasses.replace(base, **{name: value}))
+            except (UsageError, ValueError, OverflowError, argparse.ArgumentTypeError) as e:
+                raise UsageError(f"'{name}' in the search space reaches {str(value)[:30]}, which cannot work "
+                                 f"({str(e)[:100]})") from None
     if not left:
         raise UsageError("every parameter of the search space is fixed on the command line; leave some out")
     return left
@@ -149,6 +198,8 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
         else:
             from optuna.storages.journal import JournalFileBackend, JournalStorage
             path = Path(storage or Path(logdir) / "tune" / f"{study_name}.journal")
+            if path.exists() and not path.is_file():  # a FIFO would hang the journal's reader
+                raise UsageError(f"the study journal {path} is not a regular file; pass another --storage")
             if not create and not path.is_file():
                 raise UsageError(f"no study '{study_name}' at {path}; run tune first")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,16 +340,11 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     validate(base)
     if base.eval_every <= 0:
         raise UsageError("tune scores the periodic evaluations: --eval-every must be > 0, e.g. 4096")
-    space = SEARCH_SPACE
-    if ns.space:
-        try:
-            space = json.loads(Path(ns.space).read_text())
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read the search space {ns.space} ({e}); pass a JSON file") from None
-    space = check_space(space, given)
+    space = check_space(read_space(ns.space) if ns.space else SEARCH_SPACE, given, base)
     study_name = ns.study or f"{base.env_id}-{base.preset}"
-    if not all(c.isalnum() or c in "._-" for c in study_name):
-        raise UsageError("--study must be a plain name: letters, digits and . _ -")
+    if not (0 < len(study_name) <= 80 and all(c.isalnum() or c in "._-" for c in study_name)
+            and study_name.strip(".")):
+        raise UsageError("--study must be a plain name of at most 80 letters, digits and . _ - (not only dots)")
     storage = ns.storage or (os.environ.get(STORAGE_ENV) if ns.worker else None)
     study = open_study(storage, study_name, base.logdir, space, given, create=not ns.show)
     report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
