@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
+if __name__ == "__main__":  # the command line: a Ctrl-C while Paddle loads ends in one line, too
+    from ppo_toolbox.startup import stop_quietly_while_starting
+    stop_quietly_while_starting()
 # The matrices here are small: BLAS threads would only contend (and spin) with Paddle's
 # thread and with a second run on the other core. Takes effect if numpy is not loaded yet.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -2,6 +2,7 @@
 reader needs to follow the algorithm. One job per module:
 
     errors         the exceptions that end a run with one line
+    startup        a Ctrl-C or SIGTERM while the command line starts: one line
     settings       limits and range checks of the settings, the device, names for runs
     acting         `NumpyNet`: an exact numpy copy of a network, for acting and drawing
     envs           making Gymnasium envs, and MountainCar-v0 batched in numpy
@@ -18,6 +19,7 @@ reader needs to follow the algorithm. One job per module:
     evaluation     evaluating a policy; playing an episode
     replay         replaying a saved actor into a GIF or a window; showing images inline
     figures        the figures of a run
+    search_space   the search space of `tune`: the default one, reading and checking one
     tune           hyperparameter search with Optuna (imports the script)
     cli            the command line (imports the script)
 

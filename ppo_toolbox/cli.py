@@ -133,19 +133,56 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+class _Interrupts:
+    """Ctrl-C and SIGTERM as KeyboardInterrupt, remembering which came (the exit code says it);
+    SIGINT too when it was inherited as ignored (a shell script's background job). Training
+    installs its own while it runs. Only the main thread may install handlers."""
+
+    def __enter__(self) -> _Interrupts:
+        self.signum, self.handlers = 0, {}
+        if threading.current_thread() is threading.main_thread():
+            self.handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit code (2 for a usage error)."""
+    """The command line; returns the exit code (2 for a usage error, 128 + N for signal N)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     import paddle
     paddle.disable_signal_handler()  # its fatal-signal report is 14 lines of C++ for a SIGTERM; ours is one
-    handlers: dict[int, Any] = {}
+    with _Interrupts() as interrupts:
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as e:  # nothing half-written stays: every file is written atomically
+            signum = getattr(e, "signum", 0) or interrupts.signum or signal.SIGINT
+            print(_interrupted(signal.Signals(signum).name, getattr(e, "run_dir", None), argv), file=sys.stderr)
+            return 128 + signum
+
+
+def _interrupted(name: str, run_dir: str | None, argv: list[str]) -> str:
+    """The one line for a stop that could not wait for a clean end."""
+    if run_dir is not None:  # a second one during a training run
+        checkpoint = Path(run_dir) / CHECKPOINT
+        return f"{name} again: stopped at once; " + (
+            f"resume the last checkpoint with: python ppo_mountaincar.py train --resume {checkpoint}"
+            if checkpoint.is_file() else f"no checkpoint had been saved yet in {run_dir}")
+    if not argv or argv[0] not in ("eval", "replay", "plot", "tune"):
+        return f"{name}: stopped before training began; nothing was written"
+    return "interrupted"
+
+
+def _run(argv: list[str]) -> int:
     try:
         ns = parse_command_line(argv)
         trusted_env = ns.env_id if getattr(ns, "allow_env_module", False) else None  # typed here, never from a file
-        if ns.command in ("eval", "replay", "plot") and threading.current_thread() is threading.main_thread():
-            # SIGTERM ends them like Ctrl-C: one line. SIGINT too when it was inherited as
-            # ignored (a shell script's background job), as training's StopSignal does.
-            handlers = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         if ns.command == "train":
             return _train_command(ns, trusted_env)
         if ns.command == "tune":
@@ -187,12 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
               "or free space", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C in eval, replay or plot: nothing half-written stays
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
 
 
 def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
@@ -208,10 +239,6 @@ def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
         print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
               "intact; free space or fix permissions, then --resume the last checkpoint", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
-        print(f"stopped at once; the run's last checkpoint under {args.param_dir}/ is intact",
-              file=sys.stderr)
-        return 130
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the run said how to resume
     print(f"trained {summary['global_step']} steps, {summary['episodes_done']} episodes in "

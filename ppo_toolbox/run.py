@@ -90,6 +90,10 @@ class Run:
         self.stop.__exit__(*exc)
         unlock(self.lock)
         self.lock = None
+        if isinstance(exc[1], KeyboardInterrupt):  # a second stop: say where the run's files are
+            exc[1].run_dir = str(self.net_dir)
+            with contextlib.suppress(Exception):
+                self.log.bar.close()
 
     def first_observations(self, seeds: list[int]) -> np.ndarray:
         """The checkpoint's envs where they were, when it holds them (the numpy MountainCar),

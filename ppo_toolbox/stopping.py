@@ -47,8 +47,10 @@ class StopSignal:
         self.armed = False
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.signum:
-            raise KeyboardInterrupt
+        if self.signum:  # the second one
+            stop = KeyboardInterrupt()
+            stop.signum = signum
+            raise stop
         self.signum = signum
         if self.armed:
             self.armed = False

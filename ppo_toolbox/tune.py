@@ -3,10 +3,8 @@ sharing a database, each trial a few runs of the script's `train`. Top layer: it
 `ppo_mountaincar`, optuna (when called), numpy and the toolbox."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import math
 import os
 import re
 import signal
@@ -22,121 +20,10 @@ import numpy as np
 from .errors import TrainingDiverged, UsageError
 from .logbook import progress_bar_class
 from .param_files import atomic_write
-from .settings import parse_sizes, validate
+from .search_space import SEARCH_SPACE, check_space, read_space, suggest
+from .settings import validate
 
 import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
-
-
-# The default search space: ranges a PPO practitioner would accept. A JSON file of the same
-# form (--space) replaces it; flags given on the command line are fixed for every trial.
-SEARCH_SPACE: dict[str, dict[str, Any]] = {
-    "actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
-    "critic_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
-    "anneal_lr": dict(type="categorical", choices=[True, False]),
-    "ent_coef": dict(type="float", low=1e-4, high=0.2, log=True),
-    "anneal_ent": dict(type="categorical", choices=[True, False]),
-    "update_epochs": dict(type="int", low=2, high=15),
-    "batch_size": dict(type="categorical", choices=[128, 256, 512, 1024]),
-    "hidden_sizes": dict(type="categorical", choices=["64", "64,64", "128,128", "256,256"]),
-    "gae_lambda": dict(type="float", low=0.8, high=1.0),
-    "gamma": dict(type="float", low=0.95, high=0.999),
-    "clip": dict(type="float", low=0.1, high=0.3),
-    "explore_bonus": dict(type="float", low=0.0, high=10.0),
-    "explore_decay_steps": dict(type="int", low=20_000, high=300_000, log=True),
-}
-# Settings that say where a run writes or how it reports, not how it learns: never searched.
-NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "run_name", "quiet", "plots",
-                  "save_every", "keep_snapshots", "eval_every", "eval_episodes", "target_return",
-                  "fast_env", "episodes", "total_timesteps"}
-
-
-def read_space(path: str) -> Any:
-    """A --space file: a regular JSON file of at most 64 KB, nested no deeper than a space is."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"the search space {path} is not a regular file; pass a JSON file")
-    try:
-        with open(p, "rb") as f:
-            text = f.read(2**16 + 1)
-        if len(text) > 2**16:
-            raise ValueError("larger than 64 KB")
-        depth = max(_nesting(text), 0)
-        if depth > 4:
-            raise ValueError(f"nested {depth} deep")
-        return json.loads(text)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read the search space {path} ({str(e)[:120]}); pass a JSON file") from None
-
-
-def _nesting(text: bytes) -> int:
-    """How deep brackets nest in a JSON text (strings aside), without parsing it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for c in text.decode("utf-8", "replace"):
-        if in_string:
-            escaped, in_string = (not escaped and c == "\\"), in_string and (escaped or c != '"')
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "]}":
-            depth -= 1
-    return deepest
-
-
-def check_space(space: Any, fixed: dict[str, Any], base: Any = None) -> dict[str, dict[str, Any]]:
-    """A search space checked and without the fixed settings (and without the bonus's decay
-    when the bonus is fixed at 0); every problem is a UsageError naming the parameter. With
-    `base` (the fixed settings), every choice and both ends of every range must make
-    settings that `validate` accepts."""
-    if not isinstance(space, dict) or not space:
-        raise UsageError("the search space must be a JSON object of parameters, e.g. "
-                         '{"actor_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true}}')
-    fields = {f.name: f for f in dataclasses.fields(pm.Args)}
-    for name, spec in space.items():
-        if name not in fields or name in NOT_SEARCHABLE:
-            raise UsageError(f"unknown parameter '{name}' in the search space; searchable: "
-                             + ", ".join(sorted(set(fields) - NOT_SEARCHABLE)))
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind == "categorical":
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not 0 < len(choices) <= 100 or not all(
-                    type(c) in (str, int, float, bool) for c in choices):
-                raise UsageError(f"'{name}' in the search space needs a list of up to 100 plain choices")
-        elif kind in ("float", "int"):
-            low, high = spec.get("low"), spec.get("high")
-            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                       for x in (low, high)) or not low < high or (spec.get("log") and low <= 0):
-                raise UsageError(f"'{name}' in the search space needs low < high (and low > 0 with "
-                                 f"\"log\": true), e.g. {json.dumps(SEARCH_SPACE.get(name, dict(low=1, high=10)))}")
-        else:
-            raise UsageError(f"'{name}' in the search space needs \"type\": \"float\", \"int\" or \"categorical\"")
-    dropped = set(fixed) | ({"explore_decay_steps"} if fixed.get("explore_bonus") == 0 else set())
-    left = {k: v for k, v in space.items() if k not in dropped}
-    for name, spec in left.items() if base is not None else ():
-        for value in spec["choices"] if spec["type"] == "categorical" else (spec["low"], spec["high"]):
-            try:
-                value = parse_sizes(str(value)) if name == "hidden_sizes" else \
-                    int(value) if spec["type"] == "int" else float(value) if spec["type"] == "float" else value
-                validate(dataclasses.replace(base, **{name: value}))
-            except (UsageError, ValueError, OverflowError, argparse.ArgumentTypeError) as e:
-                raise UsageError(f"'{name}' in the search space reaches {str(value)[:30]}, which cannot work "
-                                 f"({str(e)[:100]})") from None
-    if not left:
-        raise UsageError("every parameter of the search space is fixed on the command line; leave some out")
-    return left
-
-
-def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
-    """The trial's value of one parameter, converted to the Args field's type."""
-    if spec["type"] == "categorical":
-        value = trial.suggest_categorical(name, spec["choices"])
-    elif spec["type"] == "int":
-        value = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
-    else:
-        value = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
-    return parse_sizes(str(value)) if name == "hidden_sizes" else value
 
 
 STORAGE_ENV = "PPO_TUNE_STORAGE"  # how workers get the storage URL: never on a command line

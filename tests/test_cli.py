@@ -1,6 +1,7 @@
 """The command line (ppo_toolbox/cli.py): help, and mistakes that end in one line and exit code 2."""
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -155,5 +156,36 @@ def test_a_signal_during_replay_is_one_line_and_leaves_no_half_gif(tmp_path, sig
     time.sleep(7)  # past the imports (2-4 s), well inside the 20 episodes (about 17 s)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err.strip() == "interrupted", err
+    assert proc.returncode == 128 + sig and err.strip() == "interrupted", err
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("sig", [2, 15])  # SIGINT, SIGTERM
+def test_a_signal_while_the_program_starts_is_one_line(tmp_path, sig):
+    # 0.3 s: Paddle is still loading (no C++ report of Paddle's own); nothing may be written
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "ppo_mountaincar.py"),
+                             "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 128 + sig and len(lines) == 1 and lines[0].startswith(("SIGINT", "SIGTERM")), err
+    assert "nothing was written" in lines[0] and not (tmp_path / "p").exists()
+
+
+def test_a_second_signal_is_one_true_line(tmp_path):
+    dirs = ["--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")]
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "ppo_mountaincar.py"),
+                             "--total-timesteps", "10000000", "--save-every", "1", "--update-epochs", "200",
+                             "--quiet", *dirs], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120  # a checkpoint exists; then two signals inside a long update
+    while not list((tmp_path / "p").glob("*/checkpoint.ckpt")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = [line for line in err.strip().splitlines() if not line.startswith("training ")]
+    assert proc.returncode in (130, 143) and "Traceback" not in err and "Exception ignored" not in err, err
+    checkpoint, = (tmp_path / "p").glob("*/checkpoint.ckpt")
+    assert str(checkpoint) in lines[-1], err  # the line names a checkpoint that exists

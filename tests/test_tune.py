@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import ppo_mountaincar as pm
-from ppo_toolbox import settings
+from ppo_toolbox import search_space, settings
 from ppo_toolbox import tune as ppo_tune
 from ppo_toolbox import cli as ppo_cli
 import pytest
@@ -48,7 +48,7 @@ def test_a_small_study_completes_and_prints_a_command_that_parses(tmp_path):
     settings.validate(args)
     assert args.total_timesteps == 1024 and args.eval_every == 512  # the fixed flags are kept
     best = json.loads((tmp_path / "exp" / "tune" / "MountainCar-v0-default_best.json").read_text())
-    assert best["command"] == command and set(best["params"]) == set(ppo_tune.SEARCH_SPACE) - {"batch_size"}  # fixed by TINY
+    assert best["command"] == command and set(best["params"]) == set(search_space.SEARCH_SPACE) - {"batch_size"}  # fixed by TINY
     assert "top trials:" in proc.stdout and "parameter importances:" in proc.stdout
     # each trial's runs are ordinary runs, named for the trial and seed
     runs = sorted(p.name for p in (tmp_path / "exp").glob("tune-*"))
@@ -130,7 +130,7 @@ def test_a_hopeless_trial_is_pruned_early(tmp_path):
     fixed = dict(env_id="CartPole-v1", explore_bonus=0.0, total_timesteps=4096, num_envs=4, num_steps=128,
                  batch_size=128, update_epochs=4, eval_every=512, eval_episodes=5)
     base = pm.preset_args("default", **fixed, logdir=str(tmp_path / "exp"))
-    space = ppo_tune.check_space({"actor_lr": dict(type="float", low=1e-7, high=1e-2, log=True)}, fixed)
+    space = search_space.check_space({"actor_lr": dict(type="float", low=1e-7, high=1e-2, log=True)}, fixed, base)
     study = ppo_tune.open_study(None, "prune", str(tmp_path / "exp"), space, fixed)
     study.pruner._n_startup_trials = 1
     study.enqueue_trial({"actor_lr": 3e-3})
@@ -145,7 +145,8 @@ def test_a_hopeless_trial_is_pruned_early(tmp_path):
 def test_two_workers_starting_the_last_trial_together_run_it_once(tmp_path):
     # both workers saw one trial left and each started one: trials 0 and 1 are under way
     base = pm.preset_args("default", logdir=str(tmp_path / "exp"), total_timesteps=0)  # refused by train
-    space = ppo_tune.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}, {})
+    space = search_space.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}, {},
+                                     pm.preset_args("default"))
     study = ppo_tune.open_study(None, "race", str(tmp_path / "exp"), space, {})
     first, second = study.ask(), study.ask()
     with pytest.raises(ppo_tune.SurplusTrial):
