@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -236,8 +237,10 @@ def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
               "from before it; lower --actor-lr / --critic-lr, or --resume the last checkpoint", file=sys.stderr)
         return 1
     except OSError as e:
+        fix = "--resume the last checkpoint to go on" if e.errno == errno.ENOENT else \
+            "free space or fix permissions, then --resume the last checkpoint"
         print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
-              "intact; free space or fix permissions, then --resume the last checkpoint", file=sys.stderr)
+              f"intact; {fix}", file=sys.stderr)
         return 1
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the run said how to resume

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import json
@@ -57,6 +58,7 @@ class Logbook:
                                     file_name=existing[-1].name if existing else "")
         self.records = Path(self.writer.file_name)
         self.records_checked = 0  # the records file is whole up to here
+        self.records_inode = self.records.stat().st_ino if self.records.exists() else None
         self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), 0)
         self.bar = tqdm(total=args.episodes or args.total_timesteps,
                         initial=episodes_done if args.episodes else min(global_step, args.total_timesteps),
@@ -146,6 +148,11 @@ class Logbook:
         """Raise OSError if VisualDL failed to write the records file. Its writer thread only
         prints a warning (on a full disk, say) and drops the rest, leaving a torn record."""
         self.writer.flush()
+        # A removed log folder: VisualDL makes the file anew, empty (its inode may be reused)
+        stat = self.records.stat() if self.records.is_file() else None
+        if stat is None or stat.st_size < self.records_checked or self.records_inode not in (None, stat.st_ino):
+            raise OSError(errno.ENOENT, "its log folder was removed during the run", str(self.records))
+        self.records_inode = stat.st_ino
         end = whole_records_end(self.records, self.records_checked)
         if end < self.records.stat().st_size:
             raise OSError(0, "VisualDL's writer failed: is the disk full?", str(self.records))

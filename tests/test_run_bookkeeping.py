@@ -383,3 +383,23 @@ def test_a_run_name_shows_whole_changed_settings_and_counts_the_rest(tmp_path):
     plain = pm.Args(seed=3, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
     name, _ = folders.claim_run_folders(plain, pm.changed_settings(plain))
     assert name.startswith("default__seed3__MountainCar-v0__")
+
+
+def test_a_log_folder_removed_during_the_run_is_said_as_such(tmp_path, monkeypatch):
+    real, commits = logbook.Logbook.commit, {"n": 0}
+
+    def removing(self):
+        evaluated = any(tag == "eval/mean_return" for _, tag, _, _ in self.pending)
+        real(self)
+        commits["n"] += evaluated
+        if evaluated and commits["n"] == 1:
+            self.writer.flush()
+            shutil.rmtree(self.records.parent)  # VisualDL makes the folder and file anew, empty
+
+    monkeypatch.setattr(logbook.Logbook, "commit", removing)
+    args = pm.Args(**dict(COMMON, eval_every=256, eval_episodes=5), total_timesteps=2048,
+                   logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
+    with pytest.raises(OSError, match="log folder was removed during the run"):
+        pm.train(args)
+    ckpt, = (tmp_path / "p").glob(f"*/{checkpoint.CHECKPOINT}")
+    assert load_checkpoint(ckpt)["counters"]["global_step"] == 256  # noticed at once, with a checkpoint
