@@ -343,21 +343,29 @@ def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figur
     assert not (run_dir / "img").exists()
 
 
-def test_a_records_file_the_writer_could_not_finish_stops_the_run_with_a_checkpoint(tmp_path, monkeypatch):
-    # what VisualDL's writer thread leaves on a full disk: half a record, then nothing (it
-    # only prints a warning); simulated after the second evaluation
+def after_an_evaluation(monkeypatch, n, action):
+    """Call action(logbook) once the n-th rollout that evaluated has written its records."""
     real, commits = logbook.Logbook.commit, {"n": 0}
 
-    def torn(self):
+    def commit(self):
         evaluated = any(tag == "eval/mean_return" for _, tag, _, _ in self.pending)
         real(self)
         commits["n"] += evaluated
-        if evaluated and commits["n"] == 2:
+        if evaluated and commits["n"] == n:
             self.writer.flush()
-            with open(self.records, "ab") as f:
-                f.write((500).to_bytes(8, "little") + b"half")
+            action(self)
 
-    monkeypatch.setattr(logbook.Logbook, "commit", torn)
+    monkeypatch.setattr(logbook.Logbook, "commit", commit)
+
+
+def test_a_records_file_the_writer_could_not_finish_stops_the_run_with_a_checkpoint(tmp_path, monkeypatch):
+    # what VisualDL's writer thread leaves on a full disk: half a record, then nothing (it
+    # only prints a warning); simulated after the second evaluation
+    def tear(log):
+        with open(log.records, "ab") as f:
+            f.write((500).to_bytes(8, "little") + b"half")
+
+    after_an_evaluation(monkeypatch, 2, tear)
     args = pm.Args(**dict(COMMON, eval_every=256, eval_episodes=5), total_timesteps=1024,
                    logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
     with pytest.raises(OSError, match="VisualDL's writer failed") as failed:
@@ -386,17 +394,7 @@ def test_a_run_name_shows_whole_changed_settings_and_counts_the_rest(tmp_path):
 
 
 def test_a_log_folder_removed_during_the_run_is_said_as_such(tmp_path, monkeypatch):
-    real, commits = logbook.Logbook.commit, {"n": 0}
-
-    def removing(self):
-        evaluated = any(tag == "eval/mean_return" for _, tag, _, _ in self.pending)
-        real(self)
-        commits["n"] += evaluated
-        if evaluated and commits["n"] == 1:
-            self.writer.flush()
-            shutil.rmtree(self.records.parent)  # VisualDL makes the folder and file anew, empty
-
-    monkeypatch.setattr(logbook.Logbook, "commit", removing)
+    after_an_evaluation(monkeypatch, 1, lambda log: shutil.rmtree(log.records.parent))  # VisualDL makes it anew
     args = pm.Args(**dict(COMMON, eval_every=256, eval_episodes=5), total_timesteps=2048,
                    logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
     with pytest.raises(OSError, match="log folder was removed during the run"):
