@@ -20,10 +20,11 @@ reader needs to follow the algorithm. One job per module:
     replay         replaying a saved actor into a GIF or a window; showing images inline
     figures        the figures of a run
     search_space   the search space of `tune`: the default one, reading and checking one
+    export         a policy for Paddle Inference and ONNX (imports the script)
     tune           hyperparameter search with Optuna (imports the script)
     cli            the command line (imports the script)
 
 The arrows run one way: `ppo_mountaincar` imports the toolbox, the toolbox never imports
-it, except its top layer (`cli`, `tune`), which drives it. A module's docstring says what
+it, except its top layer (`cli`, `tune`, `export`), which drives it. A module's docstring says what
 it may import.
 """

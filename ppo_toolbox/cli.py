@@ -27,7 +27,7 @@ from .network_files import read_network
 from .replay import replay
 from .settings import field_types, parse_sizes
 
-COMMANDS = ("train", "eval", "replay", "plot", "tune")
+COMMANDS = ("train", "eval", "replay", "plot", "tune", "export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def policy_command(name: str, help: str, episodes: int) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param")
+        p.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param"
+                       + (", or a folder written by export, or its policy.onnx" if name == "eval" else ""))
         p.add_argument("--episodes", type=int, default=episodes, help=f"episodes to run [{episodes}]")
         p.add_argument("--seed", type=int, default=HOLDOUT_SEED, help="seed of the first episode "
                        f"(+1 for each next) [{HOLDOUT_SEED}: seeds no training run selects on]")
@@ -101,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--render", choices=("gif", "human"), default="gif",
                     help="gif: write an animated GIF; human: open a window (needs a display) [gif]")
     rp.add_argument("--out", default=None, help="GIF path [param/img/replay.gif]")
+    xp = sub.add_parser("export", help="export a saved actor for Paddle Inference and ONNX",
+                        description="Write a Paddle Inference model (policy.json + policy.pdiparams), an ONNX "
+                        "model (policy.onnx, with requirements-export.txt installed) and a README card, each "
+                        "checked against the .param on 10,000 states.")
+    xp.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param")
+    xp.add_argument("--out", default=str(Path("param") / "export"), help="folder for the files [param/export]")
+    xp.add_argument("--allow-env-module", **trust)
+    xp.set_defaults(env_id=None)
     pp = sub.add_parser("plot", help="draw a run's figures into param/img",
                         description="Draw the training curve, the losses, and the policy and value maps.")
     pp.add_argument("run", nargs="?", help="run folder under ./exp [the newest]")
@@ -175,7 +184,7 @@ def _interrupted(name: str, run_dir: str | None, argv: list[str]) -> str:
         return f"{name} again: stopped at once; " + (
             f"resume the last checkpoint with: python ppo_mountaincar.py train --resume {checkpoint}"
             if checkpoint.is_file() else f"no checkpoint had been saved yet in {run_dir}")
-    if not argv or argv[0] not in ("eval", "replay", "plot", "tune"):
+    if not argv or argv[0] not in ("eval", "replay", "plot", "tune", "export"):
         return f"{name}: stopped before training began; nothing was written"
     return "interrupted"
 
@@ -197,11 +206,21 @@ def _run(argv: list[str]) -> int:
             if ns.param is None and not Path(actor).is_file():
                 print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
             return 0
+        if ns.command == "export":
+            from .export import export_policy
+            r = export_policy(ns.path, ns.out, trusted_env)
+            for f in r["files"]:
+                print(f"wrote {f} ({Path(f).stat().st_size / 1024:.1f} KB)")
+            for key, name in (("paddle_inference", "Paddle Inference"), ("onnx", "onnxruntime")):
+                if key in r:
+                    print(f"{name}: max logit difference {r[key]['max_logit_difference']:.1e} against the .param, "
+                          f"the same greedy action on {r[key]['same_greedy_action']:.0%} of {r['parity_states']:,} states")
+            if r["why_no_onnx"]:
+                print(f"note: {r['why_no_onnx']}", file=sys.stderr)
+            return 0
         if ns.command == "eval":
             check_episode_seeds(ns.seed, ns.episodes)
-            actor = read_network(ns.path, "actor")
-            env_id = env_for(actor.meta, ns.env_id, trusted_env)
-            policy = make_policy(NumpyNet.from_state(actor.state, actor.meta), greedy=not ns.stochastic, seed=ns.seed)
+            policy, env_id = _eval_policy(ns, trusted_env)
             result = evaluate(policy, env_id, ns.episodes, ns.seed, trusted_env=trusted_env)
             print(json.dumps(result) if ns.json else
                   f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
@@ -225,6 +244,28 @@ def _run(argv: list[str]) -> int:
         print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
               "or free space", file=sys.stderr)
         return 2
+
+
+def _eval_policy(ns: argparse.Namespace, trusted_env: str | None) -> tuple[Any, str]:
+    """The policy `eval` runs and its env: an actor .param, an exported folder (Paddle
+    Inference) or its policy.onnx (onnxruntime)."""
+    path = Path(ns.path)
+    if path.is_dir() or path.suffix == ".onnx":
+        from .acting import sample_actions
+        from .export import ExportedPolicy, read_info
+        folder = path if path.is_dir() else path.parent
+        info = read_info(folder)
+        env_id = env_for(info, ns.env_id, trusted_env)
+        exported, rng = ExportedPolicy(folder, "onnx" if path.suffix == ".onnx" else "paddle"), np.random.default_rng(ns.seed)
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            logits = exported.logits(obs)
+            logits = logits - logits.max(1, keepdims=True)
+            return sample_actions(logits - np.log(np.exp(logits).sum(1, keepdims=True)), rng, not ns.stochastic)[0]
+        return policy, env_id
+    actor = read_network(ns.path, "actor")
+    env_id = env_for(actor.meta, ns.env_id, trusted_env)
+    return make_policy(NumpyNet.from_state(actor.state, actor.meta), greedy=not ns.stochastic, seed=ns.seed), env_id
 
 
 def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:

@@ -1,0 +1,243 @@
+"""A trained policy for other programs: `export_policy` writes, from an actor .param file, a
+Paddle Inference model (`policy.json` + `policy.pdiparams`: raw state in, action logits out,
+the observation statistics inside, any batch size), an ONNX model (`policy.onnx`, when
+paddle2onnx is installed), `policy_info.json` (what `eval DIR` needs) and a `README.md` card;
+`ExportedPolicy` runs either one as a policy. Top layer: it imports `ppo_mountaincar` (to
+build the actor), paddle, numpy and the toolbox."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import paddle
+from paddle import inference
+
+from .errors import UsageError
+from .evaluation import HOLDOUT_SEED, env_for, evaluate, load_policy
+from .network_files import read_network
+
+PARITY_STATES = 10_000
+TOLERANCE = 1e-5  # logits of the exported model against the .param's
+
+
+def export_policy(path: str | Path, out: str | Path, trusted_env: str | None = None) -> dict[str, Any]:
+    """Write the exported policy of the actor at `path` into the folder `out` (made if
+    missing; files already there by these names are replaced, others left alone). Nothing
+    half-written stays: the files are made in a temporary folder beside it, checked against
+    the .param on 10,000 states, and only then moved in. Returns what was written and measured."""
+    import ppo_mountaincar as pm
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder for the exported model")
+    actor, meta = pm.load_actor(path), read_network(path, "actor").meta
+    env_id = env_for(meta, trusted_env=trusted_env) if meta["env_id"] else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+    except OSError as e:
+        raise UsageError(f"cannot write to {out} ({e.strerror}); choose another --out") from None
+    try:
+        layer = RawStateLogits(actor)
+        layer.eval()
+        spec = [paddle.static.InputSpec([None, meta["obs_dim"]], "float32", "state")]
+        paddle.jit.save(layer, str(work / "policy"), input_spec=spec)
+        states = parity_states(actor, meta, env_id)
+        with paddle.no_grad():
+            expected = actor.logits(paddle.to_tensor(states)).numpy()
+        report = dict(env_id=env_id, obs_dim=meta["obs_dim"], n_actions=meta["n_actions"],
+                      hidden_sizes=meta["hidden_sizes"], activation=meta["activation"], norm_obs=meta["norm_obs"],
+                      source=str(Path(path).name), parity_states=len(states))
+        report["paddle_inference"] = parity(ExportedPolicy(work, "paddle").logits(states), expected)
+        why_no_onnx = export_onnx(work)
+        if why_no_onnx is None:
+            report["onnx"] = parity(ExportedPolicy(work, "onnx").logits(states), expected)
+        for runtime in ("paddle_inference", "onnx"):
+            if runtime in report and not report[runtime]["ok"]:
+                raise UsageError(f"the exported {runtime} model does not match {path} (max logit difference "
+                                 f"{report[runtime]['max_logit_difference']:.2e}); nothing was written")
+        if env_id is not None:
+            report["held_out_return"] = evaluate(load_policy(path), env_id, 100, HOLDOUT_SEED)["mean_return"]
+        (work / "policy_info.json").write_text(json.dumps(report, indent=2) + "\n")
+        (work / "README.md").write_text(card(report))
+        written = []
+        for f in sorted(work.iterdir()):
+            os.replace(f, out / f.name)  # each file whole, or the old one
+            written.append(str(out / f.name))
+    except OSError as e:
+        raise UsageError(f"cannot write to {out} ({e.strerror}); choose another --out") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dict(report, files=written, why_no_onnx=why_no_onnx)
+
+
+class RawStateLogits(paddle.nn.Layer):
+    """What is exported: raw state -> the actor's logits (its observation normalisation first)."""
+
+    def __init__(self, actor: Any):
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, state: paddle.Tensor) -> paddle.Tensor:
+        return self.actor.logits(state)
+
+
+def parity_states(actor: Any, meta: dict[str, Any], env_id: str | None) -> np.ndarray:
+    """10,000 states drawn uniformly over the env's observation box (where a side is unbounded,
+    over the observation statistics' mean +/- 5 standard deviations, or [-10, 10])."""
+    low, high = np.full(meta["obs_dim"], -10.0), np.full(meta["obs_dim"], 10.0)
+    if meta["norm_obs"]:
+        mean, std = actor.obs_norm.mean.numpy(), np.sqrt(actor.obs_norm.var.numpy())
+        low, high = mean - 5 * std, mean + 5 * std
+    if env_id is not None:
+        from .envs import make_env
+        env = make_env(env_id)
+        box_low, box_high = env.observation_space.low, env.observation_space.high
+        env.close()
+        low, high = np.where(np.isfinite(box_low), box_low, low), np.where(np.isfinite(box_high), box_high, high)
+    return np.random.default_rng(0).uniform(low, high, (PARITY_STATES, meta["obs_dim"])).astype(np.float32)
+
+
+def parity(logits: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
+    diff = float(np.abs(logits - expected).max())
+    same = float((logits.argmax(1) == expected.argmax(1)).mean())
+    return dict(max_logit_difference=diff, same_greedy_action=same, ok=diff <= TOLERANCE and same == 1.0)
+
+
+def export_onnx(folder: Path) -> str | None:
+    """policy.onnx from the Paddle model, with paddle2onnx's optimiser off (it can install
+    packages by itself). Returns None, or a line saying why there is no ONNX model."""
+    try:
+        import onnxruntime  # noqa: F401
+        import paddle2onnx
+    except ImportError:
+        return ("policy.onnx not written: the ONNX export needs paddle2onnx and onnxruntime "
+                "(pip install -r requirements-export.txt)")
+    # optimize_tool="None": its default (Polygraphy) sets POLYGRAPHY_AUTOINSTALL_DEPS=1 and runs
+    # pip install by itself when a module is missing; nothing may install on a user's behalf
+    with _quiet_output():  # its C++ core prints progress on stdout
+        paddle2onnx.export(str(folder / "policy.json"), str(folder / "policy.pdiparams"), str(folder / "policy.onnx"),
+                           opset_version=11, enable_optimize=False, optimize_tool="None", verbose=False)
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_output() -> Iterator[None]:
+    """stdout and stderr, the C-level ones too, sent to /dev/null for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+class ExportedPolicy:
+    """An exported model as a policy: `logits(states)` and, called, greedy actions (argmax);
+    `runtime` "paddle" (Paddle Inference) or "onnx" (onnxruntime)."""
+
+    def __init__(self, folder: str | Path, runtime: str = "paddle"):
+        folder = Path(folder)
+        self.runtime = runtime
+        if runtime == "onnx":
+            import onnxruntime
+            self.session = onnxruntime.InferenceSession(str(folder / "policy.onnx"), providers=["CPUExecutionProvider"])
+        else:
+            config = inference.Config(str(folder / "policy.json"), str(folder / "policy.pdiparams"))
+            config.disable_gpu()
+            config.disable_glog_info()
+            config.set_cpu_math_library_num_threads(1)
+            self.predictor = inference.create_predictor(config)
+
+    def logits(self, states: np.ndarray) -> np.ndarray:
+        states = np.ascontiguousarray(states, np.float32)
+        if self.runtime == "onnx":
+            return self.session.run(None, {self.session.get_inputs()[0].name: states})[0]
+        p = self.predictor
+        handle = p.get_input_handle(p.get_input_names()[0])
+        handle.reshape(list(states.shape))
+        handle.copy_from_cpu(states)
+        p.run()
+        return p.get_output_handle(p.get_output_names()[0]).copy_to_cpu()
+
+    def __call__(self, states: np.ndarray) -> np.ndarray:
+        return self.logits(states).argmax(1)
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """An exported folder's policy_info.json, checked: the env and sizes `eval DIR` needs."""
+    path = folder / "policy_info.json"
+    try:
+        if not path.is_file() or path.stat().st_size > 2**16:
+            raise ValueError("missing or too large")
+        info = json.loads(path.read_text())
+        env_id = info["env_id"]
+        if not (isinstance(info, dict) and (env_id is None or isinstance(env_id, str) and env_id.isprintable())
+                and all(type(info[k]) is int and 0 < info[k] <= 4096 for k in ("obs_dim", "n_actions"))):
+            raise ValueError("not an exported policy's description")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{folder} is not a folder written by export ({str(e)[:80]}); pass an actor .param "
+                         "or an exported folder") from None
+    return info
+
+
+def card(r: dict[str, Any]) -> str:
+    """The exported folder's README.md."""
+    env = r["env_id"] or "an env the .param did not name"
+    score = f"{r['held_out_return']:.1f}" if "held_out_return" in r else "not measured"
+    parity_lines = [f"- {name}: max logit difference {r[key]['max_logit_difference']:.1e}, the same greedy action "
+                    f"on {r[key]['same_greedy_action']:.0%} of {r['parity_states']:,} states"
+                    for key, name in (("paddle_inference", "Paddle Inference"), ("onnx", "onnxruntime")) if key in r]
+    return f"""# A PPO policy for {env}
+
+Exported from `{r['source']}` by `python ppo_mountaincar.py export`. Input: a batch of raw
+states, float32 [N, {r['obs_dim']}] (the observation normalisation is inside). Output: action
+logits, float32 [N, {r['n_actions']}]. The network: {len(r['hidden_sizes'])} hidden layer(s) of
+{', '.join(map(str, r['hidden_sizes']))} {r['activation']} units. Greedy action: `argmax(logits)`;
+a stochastic policy samples from `softmax(logits)` (the model itself does not sample).
+Mean return over 100 held-out episodes (seeds 1,000,000 + i): {score}.
+
+Checked against the .param on {r['parity_states']:,} states over the observation box:
+{chr(10).join(parity_lines)}
+
+## Paddle Inference (Python; the C++ API reads the same two files)
+
+```python
+import numpy as np
+from paddle import inference
+
+config = inference.Config("policy.json", "policy.pdiparams")
+config.disable_gpu()
+predictor = inference.create_predictor(config)
+state = np.zeros((1, {r['obs_dim']}), np.float32)
+handle = predictor.get_input_handle(predictor.get_input_names()[0])
+handle.reshape(list(state.shape))
+handle.copy_from_cpu(state)
+predictor.run()
+action = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu().argmax(1)
+```
+
+## onnxruntime
+
+```python
+import numpy as np
+import onnxruntime
+
+session = onnxruntime.InferenceSession("policy.onnx", providers=["CPUExecutionProvider"])
+state = np.zeros((1, {r['obs_dim']}), np.float32)
+action = session.run(None, {{session.get_inputs()[0].name: state}})[0].argmax(1)
+```
+"""
