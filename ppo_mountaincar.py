@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 if __name__ == "__main__":  # the command line: a Ctrl-C while Paddle loads ends in one line, too
-    from ppo_toolbox.startup import stop_quietly_while_starting
+    from ppo_toolbox.startup import check_packages, stop_quietly_while_starting
     stop_quietly_while_starting()
+    check_packages()
 # The matrices here are small: BLAS threads would only contend (and spin) with Paddle's
 # thread and with a second run on the other core. Takes effect if numpy is not loaded yet.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -45,6 +45,8 @@ def read_checkpoint(path: str | Path, args_class: type) -> dict[str, Any]:
     strictly as a flag, before anything is built from it. `args_class` is the script's
     `Args`: the config must make one. The run continues where the file is: its folder, run
     name and log folder come from the file's place, never from paths written inside it."""
+    if not Path(path).exists():
+        raise UsageError(f"no such checkpoint: {path}; pass param/<run name>/{CHECKPOINT}")
     state = load_state(path)
     if state.get("kind") != "checkpoint":
         raise UsageError(f"{path} is not a training checkpoint; pass param/<run name>/{CHECKPOINT}")

@@ -200,6 +200,9 @@ def _run(argv: list[str]) -> int:
             return tune_command(ns, argv, args_from_cli(ns), given_flags(ns))
         if ns.command == "plot":
             run = Path(ns.run) if ns.run else latest_run(ns.logdir)
+            if ns.param is not None and not Path(ns.param).is_file():
+                raise UsageError(f"no such file: {ns.param}; pass --param an actor .param file, or leave it out "
+                                 "for the run's own policy")
             actor = ns.param or Path(ns.param_dir) / run.name / "actor_net.param"
             for path in plot_run(run, actor, ns.out):
                 print(path)
@@ -246,6 +249,15 @@ def _run(argv: list[str]) -> int:
         return 2
 
 
+def _contents(run_dir: Path) -> str:
+    """What a finished run's folder holds, in words."""
+    names = {p.name for p in run_dir.iterdir()}
+    parts = ["policy", "best" if "actor_net_best.param" in names else "",
+             "numbered snapshots" if any(n[len("actor_net_"):-len(".param")].isdigit() for n in names) else "",
+             "checkpoint" if CHECKPOINT in names else "", "figures in img/" if "img" in names else ""]
+    return ", ".join(p for p in parts if p)
+
+
 def _eval_policy(ns: argparse.Namespace, trusted_env: str | None) -> tuple[Any, str]:
     """The policy `eval` runs and its env: an actor .param, an exported folder (Paddle
     Inference) or its policy.onnx (onnxruntime)."""
@@ -290,7 +302,7 @@ def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
     if summary["best_eval"]["mean_return"] > -np.inf:
         b = summary["best_eval"]
         print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} (kept as the policy)")
-    print(f"run folder: {summary['run_dir']} (policy, best and numbered snapshots, checkpoint, figures in img/)\n"
+    print(f"run folder: {summary['run_dir']} ({_contents(Path(summary['run_dir']))})\n"
           f"policy: {summary['latest_path']} (a copy: the latest finished run's)\n"
           f"logs: {summary['log_dir']}; watch them with: "
           f"visualdl --logdir {Path(args.logdir)} --language en --disable-telemetry")

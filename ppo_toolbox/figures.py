@@ -98,6 +98,9 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
         ax.xaxis.set_major_locator(MaxNLocator(5))  # a few short labels: they ran together
     save(fig, "losses.png")
 
+    stale = img_dir / "policy_value.png"  # an older run's map would read as this run's
+    if stale.is_file() and not stale.is_symlink():
+        stale.unlink()
     if actor_path is not None and Path(actor_path).is_file():
         actor = read_network(actor_path, "actor")
         name = Path(actor_path).name

@@ -123,7 +123,9 @@ class Logbook:
         if self.postfix:
             self.bar.set_postfix(**self.postfix, ret=f"{np.mean(self.recent) if self.recent else float('nan'):.1f}",
                                  refresh=False)
-        self.bar.update(self.pending_bar if self.args.episodes else min(self.pending_bar, self.bar.total - self.bar.n))
+        if self.bar.n + self.pending_bar > self.bar.total:  # the last rollout runs past the budget
+            self.bar.total = self.bar.n + self.pending_bar
+        self.bar.update(self.pending_bar)
         self.discard()
 
     def discard(self) -> None:

@@ -189,3 +189,21 @@ def test_a_second_signal_is_one_true_line(tmp_path):
     assert proc.returncode in (130, 143) and "Traceback" not in err and "Exception ignored" not in err, err
     checkpoint, = (tmp_path / "p").glob("*/checkpoint.ckpt")
     assert str(checkpoint) in lines[-1], err  # the line names a checkpoint that exists
+
+
+def test_newcomers_mishaps_are_one_line(tmp_path):
+    # nothing installed (-S: no site-packages): one line, not a ModuleNotFoundError traceback
+    proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.argv = ['ppo_mountaincar.py', '--help']; "
+                           f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+                           "import runpy; runpy.run_path(sys.path[0] + '/ppo_mountaincar.py', run_name='__main__')"],
+                          capture_output=True, text=True, timeout=60)
+    line = one_line_error(proc)
+    assert "PaddlePaddle" in line and "pip install -r requirements.txt" in line
+    # a missing checkpoint, a missing --param for plot: what is missing, and what to pass
+    assert "no such checkpoint" in one_line_error(cli("train", "--resume", str(tmp_path / "nope.ckpt")))
+    run = pm.train(pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
+                           eval_every=0, quiet=True, plots=False, logdir=str(tmp_path / "exp"),
+                           param_dir=str(tmp_path / "param")))
+    line = one_line_error(cli("plot", str(tmp_path / "exp" / run["run_name"]), "--param", str(tmp_path / "nope.param"),
+                              "--out", str(tmp_path / "img")))
+    assert "no such file" in line and not (tmp_path / "img").exists()
