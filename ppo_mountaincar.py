@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
-if __name__ == "__main__":  # the command line: a Ctrl-C while Paddle loads ends in one line, too
+if __name__ == "__main__":  # the command line: a missing package, or a Ctrl-C while Paddle loads, is one line
     from ppo_toolbox.startup import check_packages, stop_quietly_while_starting
     stop_quietly_while_starting()
     check_packages()
+
 # The matrices here are small: BLAS threads would only contend (and spin) with Paddle's
 # thread and with a second run on the other core. Takes effect if numpy is not loaded yet.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
