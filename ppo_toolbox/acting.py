@@ -52,13 +52,17 @@ class NumpyNet:
 
     def log_probs(self, state: np.ndarray) -> np.ndarray:
         """An actor's log pi(.|s) for a batch of raw states, [N, n_actions] (log_softmax of the logits)."""
-        x = self.outputs(state)
-        x = x - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+        return log_softmax(self.outputs(state))
 
     def values(self, state: np.ndarray) -> np.ndarray:
         """A critic's V(s) for a batch of raw states, [N]."""
         return self.outputs(state)[:, 0]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log pi(.|s) from the logits, row by row (shifted by the row's maximum: no overflow)."""
+    x = logits - logits.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def _relu(x: np.ndarray) -> np.ndarray:

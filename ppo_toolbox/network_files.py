@@ -91,15 +91,17 @@ def load_weights(layer: Any, state: dict[str, Any], source: str) -> None:
     layer.set_state_dict({k: paddle.to_tensor(state[k]) for k in layer.state_dict()})
 
 
-def read_network(path: str | Path, role: str) -> NetworkFile:
-    """Read and check an actor or critic .param file (the project's or the tutorial's)."""
+def read_network(path: str | Path, role: str, note: bool = True) -> NetworkFile:
+    """Read and check an actor or critic .param file (the project's or the tutorial's; `note`:
+    say so on stderr when it is the tutorial's)."""
     state = load_state(path, MAX_NETWORK_BYTES)
     meta = state.pop("meta", None)
     if meta is None and tutorial_meta(state, role) is not None:
         meta, state = tutorial_meta(state, role), tutorial_to_ours(state)
-        print(f"note: read {path} as a file of the original tutorial ({meta['hidden_sizes'][0]} ReLU "
-              "units, no observation normalisation; such files carry no checksum, so damage to them "
-              "cannot be detected)", file=sys.stderr)
+        if note:
+            print(f"note: read {path} as a file of the original tutorial ({meta['hidden_sizes'][0]} ReLU "
+                  "units, no observation normalisation; such files carry no checksum, so damage to them "
+                  "cannot be detected)", file=sys.stderr)
     if not isinstance(meta, dict) or meta.get("role") != role:
         other = isinstance(meta, dict) and meta.get("role") in ("actor", "critic")
         hint = f" (it is {'an' if meta['role'] == 'actor' else 'a'} {meta['role']} file: pass the " \

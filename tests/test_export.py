@@ -111,3 +111,15 @@ def test_refusals_are_one_line_and_leave_nothing_half_written(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
     assert [p.name for p in out.iterdir()] == ["policy.json"] and (out / "policy.json").read_text() == "an older export"
     assert a_file.read_text() == "x"
+
+
+def test_a_tutorial_file_exports_and_says_so_once(tmp_path, capsys):
+    rng = np.random.default_rng(0)  # the tutorial's layers: fc1 (2 -> 128, ReLU), action_head (128 -> 3)
+    state = {"fc1.weight": rng.normal(0, 3, (2, 128)).astype(np.float32), "fc1.bias": np.zeros(128, np.float32),
+             "action_head.weight": rng.normal(0, 1, (128, 3)).astype(np.float32),
+             "action_head.bias": np.zeros(3, np.float32)}
+    path = tmp_path / "actor_net1700000000.param"
+    paddle.save(state, str(path))
+    report = export.export_policy(path, tmp_path / "out")
+    assert report["env_id"] == "MountainCar-v0" and report["paddle_inference"]["same_greedy_action"] == 1.0
+    assert capsys.readouterr().err.count("as a file of the original tutorial") == 1
