@@ -137,8 +137,10 @@ def checkpoint_problem(state: dict[str, Any], args_class: type) -> str | None:
 
 
 def _is_evaluation(d: Any, *extra: str) -> bool:
+    """An evaluation's numbers, all finite; success_rate is None in an env with no success."""
     return (isinstance(d, dict) and set(d) == {*EVALUATION, *extra} and
-            all(type(v) in (int, float) and math.isfinite(v) for v in d.values()))
+            all(type(v) in (int, float) and math.isfinite(v) or k == "success_rate" and v is None
+                for k, v in d.items()))
 
 
 def _is_rng_state(state: Any) -> bool:

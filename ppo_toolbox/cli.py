@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import glob
 import json
 import os
 import signal
@@ -73,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--seeds", type=int, default=3, help="training runs per trial, seeds 1..N [3]")
     tn.add_argument("--storage", help="database URL shared by several machines, e.g. "
                     "postgresql://user:password@host/optuna [a journal file exp/tune/STUDY.journal]")
-    tn.add_argument("--study", help="study name [ENV-PRESET, e.g. MountainCar-v0-default]")
+    tn.add_argument("--study", help="study name [ENV-PRESET, e.g. MountainCar-v0-default; with --space: "
+                    "ENV-PRESET-SPACEFILE; with --show: the newest study]")
     tn.add_argument("--space", help="JSON file with the search space (replaces the default; see README)")
-    tn.add_argument("--show", action="store_true", help="print the study's best settings, top trials and "
-                    "parameter importances, and exit")
+    tn.add_argument("--show", action="store_true", help="print a study's best settings, top trials and "
+                    "parameter importances, and exit (the study's name alone finds it; no other flags needed)")
     tn.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs processes
     tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
                     f"(param/<run name>/{CHECKPOINT}); its config is reused")
@@ -203,7 +205,7 @@ def _run(argv: list[str]) -> int:
             if ns.param is not None and not Path(ns.param).is_file():
                 raise UsageError(f"no such file: {ns.param}; pass --param an actor .param file, or leave it out "
                                  "for the run's own policy")
-            actor = ns.param or Path(ns.param_dir) / run.name / "actor_net.param"
+            actor = ns.param or run_policy(run, Path(ns.param_dir))
             for path in plot_run(run, actor, ns.out):
                 print(path)
             if ns.param is None and not Path(actor).is_file():
@@ -225,15 +227,15 @@ def _run(argv: list[str]) -> int:
             check_episode_seeds(ns.seed, ns.episodes)
             policy, env_id = _eval_policy(ns, trusted_env)
             result = evaluate(policy, env_id, ns.episodes, ns.seed, trusted_env=trusted_env)
+            success = "" if result["success_rate"] is None else f"success {result['success_rate']:.0%}, "
             print(json.dumps(result) if ns.json else
                   f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
-                  f"+/- {result['std_return']:.1f}, success {result['success_rate']:.0%}, "
-                  f"mean steps {result['mean_steps']:.1f}")
+                  f"+/- {result['std_return']:.1f}, {success}mean steps {result['mean_steps']:.1f}")
         else:
             for r in replay(ns.path, ns.episodes, ns.render, ns.out, ns.seed, not ns.stochastic, ns.env_id,
                             trusted_env):
                 print(f"episode {r['episode']}: {r['steps']} steps, return {r['episode_return']:.0f}"
-                      + (" (flag reached)" if r["success"] else ""))
+                      + (f" ({r['said']})" if r["success"] else ""))
             if ns.render == "gif":
                 print(f"wrote {r['gif']}")
         return 0
@@ -247,6 +249,14 @@ def _run(argv: list[str]) -> int:
         print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
               "or free space", file=sys.stderr)
         return 2
+
+
+def run_policy(log_dir: Path, param_dir: Path) -> Path:
+    """Where a run's policy is: <param dir>/<run name>/, or for a tune trial (its logs in
+    exp/, its files in exp/tune/<study>/<run name>/) beside its study."""
+    own = param_dir / log_dir.name / "actor_net.param"
+    trial = sorted(log_dir.parent.glob(f"tune/*/{glob.escape(log_dir.name)}/actor_net.param"))
+    return own if own.is_file() or not trial else trial[0]
 
 
 def _contents(run_dir: Path) -> str:

@@ -1,9 +1,10 @@
 """Evaluating a policy: a policy from a saved actor (`load_policy`), greedy evaluation on
-many episodes at once (`evaluate`), one episode played step by step (`play_episode`), and
-the env an actor file fits (`env_for`). Imports numpy, gymnasium, `errors`, `settings`,
+many episodes at once (`evaluate`), one episode played step by step (`play_episode`), what
+success means in an env (`success_rule`), and the env an actor file fits (`env_for`). Imports numpy, gymnasium, `errors`, `settings`,
 `acting`, `envs` and `network_files`."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,33 @@ EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best
 HOLDOUT_SEED = 1_000_000  # default seeds of `eval`: episodes no training run selected on
 
 Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class SuccessRule:
+    """What counts as a successful episode of an env, and how a replay says it."""
+    said: str                                      # e.g. "flag reached"
+    test: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (terminated, truncated, return) -> bool
+
+
+def success_rule(env_id: str) -> SuccessRule | None:
+    """MountainCar: the flag (a terminal state); CartPole: balancing until the time limit;
+    any other env: a terminal state with a return at or above the env's reward threshold,
+    or no success at all (None) when the env has no threshold. Each env's own sense, so
+    that a CartPole policy falling at once never counts as a success."""
+    name = env_id.split("/")[-1].split(":")[-1]
+    if name.startswith("MountainCar"):
+        return SuccessRule("flag reached", lambda terminated, truncated, ret: terminated)
+    if name.startswith("CartPole"):
+        return SuccessRule("balanced to the time limit", lambda terminated, truncated, ret: truncated & ~terminated)
+    try:
+        threshold = gym.spec(env_id).reward_threshold
+    except Exception:  # noqa: BLE001 - an env Gymnasium does not list: no threshold known
+        threshold = None
+    if threshold is None:
+        return None
+    return SuccessRule(f"goal reached with return >= {threshold:g}",
+                       lambda terminated, truncated, ret: terminated & (ret >= threshold))
 
 
 def check_episode_seeds(seed: int, episodes: int) -> None:
@@ -44,25 +72,26 @@ def load_policy(path: str | Path, greedy: bool = True, seed: int = 0) -> Policy:
 def evaluate(policy: Policy, env_id: str = "MountainCar-v0", episodes: int = 100, seed: int = HOLDOUT_SEED,
              fast: bool = True, trusted_env: str | None = None) -> dict[str, float]:
     """Run `episodes` episodes of the standard env (its own time limit), all at once, with
-    seeds seed, seed+1, ...; success = the episode reached a terminal state before the time
-    limit (for MountainCar: the flag)."""
+    seeds seed, seed+1, ...; `success_rate` by the env's `success_rule` (None where the
+    env has none)."""
     if not 0 < episodes <= MAX_EVAL_EPISODES:  # one env each, all at once
         raise UsageError(f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
     check_episode_seeds(seed, episodes)
     envs = make_vec_env(env_id, episodes, fast=fast, trusted_env=trusted_env)
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
-    finished, success = np.zeros(episodes, bool), np.zeros(episodes, bool)
+    finished, ended_terminal = np.zeros(episodes, bool), np.zeros(episodes, bool)
     while not finished.all():
         obs, reward, terminated, truncated, _ = envs.step(policy(obs))
         returns += np.where(finished, 0.0, reward)
         lengths += ~finished
-        success |= terminated & ~finished
+        ended_terminal |= terminated & ~finished
         finished |= terminated | truncated
     envs.close()
+    rule = success_rule(env_id)
+    success = None if rule is None else float(rule.test(ended_terminal, ~ended_terminal, returns).mean())
     return dict(mean_return=float(returns.mean()), std_return=float(returns.std()),
-                success_rate=float(success.mean()), mean_steps=float(lengths.mean()),
-                episodes=episodes)
+                success_rate=success, mean_steps=float(lengths.mean()), episodes=episodes)
 
 
 def env_for(meta: dict[str, Any], env_id: str | None = None, trusted_env: str | None = None) -> str:
@@ -87,7 +116,8 @@ def play_episode(env: gym.Env, policy: Policy, seed: int,
                  on_step: Callable[[int, float, bool, bool], None] | None = None) -> dict[str, Any]:
     """One episode of `env` with `policy` from the start `seed` gives; `on_step(steps, return,
     done, terminated)` after every step (to film it). Returns the visited observations, the
-    return, the number of steps and whether the episode reached a terminal state."""
+    return, the number of steps, whether the episode reached a terminal state and whether
+    it succeeded by the env's `success_rule` (None where the env has none)."""
     obs, _ = env.reset(seed=seed)
     observations, total, steps, done, terminated = [obs], 0.0, 0, False, False
     while not done:
@@ -96,4 +126,7 @@ def play_episode(env: gym.Env, policy: Policy, seed: int,
         total, steps, done = total + float(reward), steps + 1, terminated or truncated
         if on_step is not None:
             on_step(steps, total, done, terminated)
-    return dict(observations=np.array(observations), episode_return=total, steps=steps, success=bool(terminated))
+    rule = success_rule(env.spec.id if env.spec is not None else "")
+    success = None if rule is None else bool(rule.test(np.array(terminated), np.array(not terminated), np.array(total)))
+    return dict(observations=np.array(observations), episode_return=total, steps=steps,
+                terminated=bool(terminated), success=success)

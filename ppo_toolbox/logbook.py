@@ -41,11 +41,17 @@ class Logbook:
 
     PHASES = ("collect", "update", "evaluate", "log_and_save", "final_files")
 
+    # VisualDL's HParams panel: the same columns for every run (its parallel coordinates hang
+    # with 9 or more), so that runs line up; tune shows the settings its study searches
+    COLUMNS = ("preset", "env_id", "seed")
+    USUAL_COLUMNS = ("total_timesteps", "actor_lr", "ent_coef", "hidden_sizes", "batch_size")
+
     def __init__(self, args: Any, run_dir: Path, global_step: int, episodes_done: int, elapsed: float,
-                 changed: dict[str, Any]):
+                 columns: tuple[str, ...] = ()):
         tqdm = progress_bar_class()
         from visualdl import LogWriter
-        self.args, self.changed = args, changed
+        self.args = args
+        self.columns = list(dict.fromkeys([*self.COLUMNS, *(columns or self.USUAL_COLUMNS)]))[:8]
         # A resumed run appends to its own records file: VisualDL's server reads only the
         # newest file of a run folder, so a second file would hide the run's past.
         existing = sorted(run_dir.glob("vdlrecords.*"))
@@ -60,6 +66,7 @@ class Logbook:
         self.records_checked = 0  # the records file is whole up to here
         self.records_inode = self.records.stat().st_ino if self.records.exists() else None
         self.writer.add_text("config", json.dumps(dataclasses.asdict(args)), 0)
+        self.writer.add_text("run_name", run_dir.name, 0)  # the run list shows only its head
         self.bar = tqdm(total=args.episodes or args.total_timesteps,
                         initial=episodes_done if args.episodes else min(global_step, args.total_timesteps),
                         unit="ep" if args.episodes else "step", disable=args.quiet, dynamic_ncols=True,
@@ -111,8 +118,9 @@ class Logbook:
     def record_evaluation(self, result: dict[str, Any], global_step: int, images: dict[str, np.ndarray]) -> None:
         """A periodic evaluation's scores and pictures (VisualDL's image tab shows the policy
         taking shape)."""
-        self.pending += [("scalar", "eval/mean_return", result["mean_return"], global_step),
-                         ("scalar", "eval/success_rate", result["success_rate"], global_step)]
+        self.pending.append(("scalar", "eval/mean_return", result["mean_return"], global_step))
+        if result["success_rate"] is not None:  # an env with no sense of success shows none
+            self.pending.append(("scalar", "eval/success_rate", result["success_rate"], global_step))
         self.pending += [("image", tag, image, global_step) for tag, image in images.items()]
 
     def commit(self) -> None:
@@ -137,13 +145,10 @@ class Logbook:
         runs side by side. A metric is a scalar tag; the panel shows its last value."""
         for tag, value in finals.items():
             self.writer.add_scalar(tag, float(value), global_step)
-        # At most 8 columns, each under its short name: the preset, the seed, what this run
-        # changed, then the usual suspects. The full config is in the text tab.
+        # Each column under its short name; the full config is in the text tab
         settings = dataclasses.asdict(self.args)
-        names = ["preset", "seed", *self.changed, "actor_lr", "ent_coef", "hidden_sizes", "total_timesteps", "env_id"]
-        chosen = list(dict.fromkeys(names))[:8]
         hparams = {SHORT_NAMES.get(k, k): settings[k] if isinstance(settings[k], (int, float, str))
-                   and not isinstance(settings[k], bool) else str(settings[k]) for k in chosen}
+                   and not isinstance(settings[k], bool) else str(settings[k]) for k in self.columns}
         self.writer.add_hparams(hparams, list(finals))
 
     def check_records(self) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from .acting import NumpyNet
 from .envs import make_env
 from .errors import UsageError
-from .evaluation import HOLDOUT_SEED, check_episode_seeds, env_for, make_policy, play_episode
+from .evaluation import HOLDOUT_SEED, check_episode_seeds, env_for, make_policy, play_episode, success_rule
 from .network_files import read_network
 from .param_files import atomic_write
 from .settings import MAX_EVAL_EPISODES
@@ -37,15 +37,17 @@ def replay(path: str | Path, episodes: int = 3, render: str = "gif", out: str | 
     if render == "gif":
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen frames need no display
     env = make_env(env_id, trusted_env=trusted_env, render_mode="human" if render == "human" else "rgb_array")
-    frames, results = [], []
+    frames, results, rule = [], [], success_rule(env_id)
     for ep in range(episodes):
         def film(steps: int, total: float, done: bool, terminated: bool, ep: int = ep) -> None:
             if render == "gif" and (steps % 2 == 0 or done):  # every other frame keeps the file small
+                won = done and rule is not None and rule.test(np.array(terminated), np.array(not terminated),
+                                                              np.array(total))
                 frames.append(_caption(env.render(), f"episode {ep + 1}/{episodes}   step {steps}   "
-                                       f"return {total:.0f}" + ("   flag reached" if terminated else "")))
+                                       f"return {total:.0f}" + (f"   {rule.said}" if won else "")))
         episode = play_episode(env, policy, seed + ep, film)
         results.append(dict(episode=ep + 1, steps=episode["steps"], episode_return=episode["episode_return"],
-                            success=episode["success"]))
+                            success=episode["success"], said=rule.said if rule else None))
     env.close()
     if render == "gif":
         out = Path(out or Path("param") / "img" / "replay.gif")

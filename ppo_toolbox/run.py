@@ -44,7 +44,7 @@ class Run:
     def __init__(self, args: Any, agent: Any, bonus: Any, envs: Any, changed: dict[str, Any], device: str,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
-                 trusted_env: str | None = None):
+                 trusted_env: str | None = None, hparams: tuple[str, ...] = ()):
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
         if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
             self.run_name, self.net_dir = claim_run_folders(args, changed)
@@ -68,7 +68,7 @@ class Run:
                 print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
                       file=sys.stderr)
             self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
-                               counters.get("elapsed", 0.0), changed)
+                               counters.get("elapsed", 0.0), hparams)
         except BaseException:
             unlock(self.lock)
             if checkpoint is None:
@@ -227,8 +227,9 @@ class Run:
         else:
             # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
             # display exactly (-109.17 would show as -109.16999816894531); short names, see SHORT_NAMES
-            finals = {"return": round(best["mean_return"] * 8) / 8,
-                      "success": round(100 * best["success_rate"])} if self.keeper.history else {}
+            finals = {"return": round(best["mean_return"] * 8) / 8} if self.keeper.history else {}
+            if self.keeper.history and best["success_rate"] is not None:
+                finals["success"] = round(100 * best["success_rate"])
             self.log.record_hparams({**finals, "seconds": round(seconds)}, self.progress.global_step)
             self.log.close()
             if self.stop.signum:  # it came while the files above were written: the run is whole

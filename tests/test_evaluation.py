@@ -149,7 +149,9 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
         # the HParams panel: this run's settings and its final metrics
         [listed] = [r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]
                     if r["name"].endswith(summary["run_name"])]
-        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["envs"] == 4
+        # the same columns for every run: preset, env, seed, then the usual settings
+        assert list(listed["hparams"]) == ["preset", "env", "seed", "steps", "alr", "ent", "h", "bs"]
+        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["env"] == "MountainCar-v0"
         assert listed["metrics"]["success"] == round(100 * summary["best_eval"]["success_rate"])
         assert listed["metrics"]["return"] == pytest.approx(summary["best_eval"]["mean_return"], abs=1 / 16)
     finally:
@@ -204,3 +206,28 @@ def test_a_resumed_run_shows_its_whole_past_in_a_new_visualdl_server(tmp_path):
     counts = served_points(tmp_path / "exp", "whole", ["loss/action_loss", "eval/mean_return"])
     assert counts == {"loss/action_loss": third["rollouts"], "eval/mean_return": len(third["eval_history"])}
     assert third["rollouts"] == 12 and len(third["eval_history"]) == 12
+
+
+def test_success_is_each_envs_own_sense_of_it():
+    """MountainCar: the flag; CartPole: balancing to the time limit (falling early is no
+    success, though it ends in a terminal state); an env without a threshold: none."""
+    balance = lambda obs: (obs[:, 2] + obs[:, 3] > 0).astype(np.int64)  # noqa: E731 - a classic hand policy
+    fall = lambda obs: np.zeros(len(obs), np.int64)  # noqa: E731
+    good, weak = (pm.evaluate(p, "CartPole-v1", 20, 7) for p in (balance, fall))
+    assert weak["success_rate"] == 0.0 and weak["mean_steps"] < 20
+    steps = [evaluation.play_episode(evaluation.make_env("CartPole-v1"), balance, 7 + i)["steps"] for i in range(20)]
+    assert good["success_rate"] == np.mean(np.array(steps) == 500) > 0.5
+    stuck = pm.evaluate(lambda obs: np.full(len(obs), 2), "MountainCar-v0", 10, 7)  # always right: no flag
+    assert stuck["success_rate"] == 0.0
+    assert pm.evaluate(pm.load_policy(PRETRAINED), "MountainCar-v0", 10, 7)["success_rate"] == 1.0
+    rule = evaluation.success_rule("Acrobot-v1")  # a terminal state with a return at the threshold, -100
+    terminated, ret = np.array([True, True, False]), np.array([-80.0, -150.0, -500.0])
+    assert rule.test(terminated, ~terminated, ret).tolist() == [True, False, False]
+    import gymnasium as gym
+    gym.register("NoThresholdCar-v0", entry_point="gymnasium.envs.classic_control:MountainCarEnv",
+                 max_episode_steps=50)
+    assert evaluation.success_rule("NoThresholdCar-v0") is None
+    result = pm.evaluate(fall, "NoThresholdCar-v0", 3, 7)
+    assert result["success_rate"] is None
+    episode = evaluation.play_episode(evaluation.make_env("CartPole-v1"), balance, 7)
+    assert episode["success"] == (episode["steps"] == 500) and episode["terminated"] == (episode["steps"] < 500)
