@@ -4,6 +4,7 @@ them, holding them (one process per run), and refusing links planted in them. Im
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 import time
@@ -15,24 +16,45 @@ from .settings import SHORT_NAMES
 
 
 def run_label(args: Any, changed: dict[str, Any]) -> str:
-    """The preset and the settings changed from it, e.g. "default,alr=0.001". What runs
-    differ in comes first: VisualDL's run list shows only a name's beginning. Whole settings
-    only (a cut value would read as another value), "+N" for those left out."""
+    """The settings changed from the preset, e.g. "alr=0.001,steps=20000" (empty: none).
+    Whole settings only (a cut value would read as another value), "+N" for those left out."""
     def shown_value(v: Any) -> str:
         return "x".join(map(str, v)) if isinstance(v, tuple) else f"{v:.3g}" if isinstance(v, float) else str(v)
     changes = [f"{SHORT_NAMES.get(k, k)}={shown_value(v)}" for k, v in changed.items()]
     shown = [c for i, c in enumerate(changes) if len(",".join(changes[:i + 1])) <= 60]
-    return ",".join([args.preset, *shown] + ([f"+{len(changes) - len(shown)}"] if len(shown) < len(changes) else []))
+    return ",".join(shown + ([f"+{len(changes) - len(shown)}"] if len(shown) < len(changes) else []))
+
+
+def env_tag(env_id: str) -> str:
+    """A few letters for an env id: MountainCar-v0 -> MC0, CartPole-v1 -> CP1, Acrobot-v1 -> Acr1."""
+    name, _, version = env_id.replace(":", "/").split("/")[-1].rpartition("-v")
+    name = name or version
+    capitals = "".join(c for c in name if c.isupper())
+    tag = capitals if len(capitals) >= 2 else "".join(c for c in name if c.isalnum())[:3]
+    return tag + "".join(c for c in version if c.isalnum())
+
+
+def run_name(args: Any, changed: dict[str, Any], when: str, attempt: int = 1) -> str:
+    """<preset>-s<seed>-<env tag>-<4 hex>__[<changed settings>__]<env>__<time>: VisualDL's run
+    list shows only about 20 characters after "./exp/", so the name opens with a short head
+    that tells runs apart (the hex digits: a digest of the rest, unique per run); the full
+    name is also in the run's Text panel."""
+    env = "".join(c if c.isalnum() or c in "._-" else "-" for c in args.env_id)
+    tail = "__".join(part for part in (run_label(args, changed), env, when) if part)
+    digest = hashlib.sha1(f"{args.preset}|{args.seed}|{tail}|{attempt}".encode()).hexdigest()[:4]
+    return f"{args.preset}-s{args.seed}-{env_tag(args.env_id)}-{digest}__{tail}"
 
 
 def claim_run_folders(args: Any, changed: dict[str, Any]) -> tuple[str, Path]:
-    """A run name (--run-name, else <preset>[,changed settings]__seed<N>__<env>__<time>) whose
-    folders under --param-dir and --logdir this run creates itself, so no other run writes
-    into them: a suffix -2, -3, ... when the name is taken (two runs started in the same second)."""
-    base = args.run_name or "__".join([run_label(args, changed), f"seed{args.seed}", args.env_id,
-                                       time.strftime("%Y%m%d-%H%M%S")])
+    """A run name (--run-name, else `run_name`'s) whose folders under --param-dir and
+    --logdir this run creates itself, so no other run writes into them: another name when
+    the name is taken (two runs started in the same second; --run-name: a suffix -2, -3, ...)."""
+    when = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1, 10_000):
-        name = base if i == 1 else f"{base}-{i}"
+        if args.run_name:
+            name = args.run_name if i == 1 else f"{args.run_name}-{i}"
+        else:
+            name = run_name(args, changed, when, i)
         run_dir, log_dir = Path(args.param_dir) / name, Path(args.logdir) / name
         try:
             Path(args.param_dir).mkdir(parents=True, exist_ok=True)
@@ -46,7 +68,7 @@ def claim_run_folders(args: Any, changed: dict[str, Any]) -> tuple[str, Path]:
             run_dir.rmdir()
             continue
         return name, run_dir
-    raise UsageError(f"too many runs named {base} in {args.param_dir}; pass --run-name")
+    raise UsageError(f"too many runs named {args.run_name or name} in {args.param_dir}; pass --run-name")
 
 
 def ensure_writable(folder: Path) -> None:

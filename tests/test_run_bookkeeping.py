@@ -2,6 +2,7 @@
 processes, unwritable folders, NaN."""
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,12 +37,14 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
         assert picture.shape[0] > 200 and picture.shape[1] > 300 and picture[:200].std() > 0
     [hparams] = reader.get_data("hyper_parameters", "hparam")
     values = {h.name: h.WhichOneof("type") and getattr(h, h.WhichOneof("type")) for h in hparams.hparam.hparamInfos}
-    assert values["seed"] == 1 and values["preset"] == "default"
-    assert values["envs"] == args.num_envs and values["epochs"] == args.update_epochs  # changed ones
-    assert "logdir" not in values and len(values) <= 8
-    short = [settings.SHORT_NAMES.get(k, k) for k in ["preset", "seed", *pm.changed_settings(args)]]
-    assert list(values) == short[:8]  # what this run changed comes first
-    assert summary["run_name"].startswith("default,")  # and leads its name, for VisualDL's run list
+    assert values["seed"] == 1 and values["preset"] == "default" and values["env"] == "MountainCar-v0"
+    assert values["steps"] == args.total_timesteps and values["bs"] == args.batch_size
+    # the same 8 columns whatever the run changed (here num_envs and update_epochs, which are
+    # in the run's name), so that VisualDL's rows line up
+    assert list(values) == ["preset", "env", "seed", "steps", "alr", "ent", "h", "bs"]
+    assert "envs=" in summary["run_name"] and "epochs=" in summary["run_name"]
+    [text] = reader.get_data("text", "run_name")  # the whole name, which the run list cuts
+    assert text.text.encoded_text_string == summary["run_name"]
     metrics = [m.name for m in hparams.hparam.metricInfos]
     assert metrics == ["return", "success", "seconds"]
     # a label longer than 7 characters can freeze VisualDL's parallel-coordinates view
@@ -381,16 +384,26 @@ def test_a_records_file_the_writer_could_not_finish_stops_the_run_with_a_checkpo
     assert steps == [256, 512, 768, 1024]
 
 
-def test_a_run_name_shows_whole_changed_settings_and_counts_the_rest(tmp_path):
+def test_a_run_name_opens_with_a_short_unique_head_then_whole_changed_settings(tmp_path, monkeypatch):
     args = pm.Args(total_timesteps=8192, num_envs=8, batch_size=256, update_epochs=4, gae_lambda=0.95,
                    ent_coef=0.02, explore_decay_steps=50000, actor_lr=0.001, logdir=str(tmp_path / "e"),
                    param_dir=str(tmp_path / "p"))
     name, _ = folders.claim_run_folders(args, pm.changed_settings(args))
-    label = name.split("__")[0]
-    assert label == "default,steps=8192,envs=8,lam=0.95,epochs=4,bs=256,alr=0.001,+2"  # ent, bdecay left out
+    head, label = name.split("__")[:2]
+    assert re.fullmatch(r"default-s1-MC0-[0-9a-f]{4}", head)
+    assert label == "steps=8192,envs=8,lam=0.95,epochs=4,bs=256,alr=0.001,+2"  # ent, bdecay left out
     plain = pm.Args(seed=3, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
     name, _ = folders.claim_run_folders(plain, pm.changed_settings(plain))
-    assert name.startswith("default__seed3__MountainCar-v0__")
+    assert re.fullmatch(r"default-s3-MC0-[0-9a-f]{4}__MountainCar-v0__\d{8}-\d{6}", name)
+    # VisualDL's run list shows about 20 characters after "./exp/": runs of one command on
+    # other envs, and two runs started in the same second, differ there
+    monkeypatch.setattr(folders.time, "strftime", lambda fmt: "20261201-120000")
+    heads = []
+    for env in ("CartPole-v1", "Acrobot-v1", "CartPole-v1", "MountainCar-v0"):
+        a = pm.Args(env_id=env, total_timesteps=20000, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
+        heads.append(folders.claim_run_folders(a, pm.changed_settings(a))[0][:20])
+    assert len(set(heads)) == 4 and heads[0].startswith("default-s1-CP1-") and heads[1].startswith("default-s1-Acr1-")
+    assert folders.env_tag("LunarLander-v3") == "LL3" and folders.env_tag("mymodule:MyEnv-v0") == "ME0"
 
 
 def test_a_log_folder_removed_during_the_run_is_said_as_such(tmp_path, monkeypatch):
