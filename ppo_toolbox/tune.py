@@ -3,7 +3,10 @@ sharing a database, each trial a few runs of the script's `train`. Top layer: it
 `ppo_mountaincar`, optuna (when called), numpy and the toolbox."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import re
@@ -53,11 +56,60 @@ def without_storage(argv: list[str]) -> list[str]:
     return out
 
 
-def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any],
-               fixed: dict[str, Any], create: bool = True) -> Any:
+def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any] | None = None,
+               fixed: dict[str, Any] | None = None, create: bool = True) -> Any:
     """The study: in a journal file under `logdir` unless a database URL is given (several
-    machines then share it, Optuna's own distributed mode). A study made with another space
-    or other fixed flags is refused, untouched."""
+    machines then share it, Optuna's own distributed mode). To run trials (`create`), a
+    study made with another space or other fixed flags is refused, untouched; to show one
+    (`create=False`), its name alone finds it."""
+    import optuna
+    journal = Path(logdir) / "tune" / f"{study_name}.journal"
+    if not create and not storage and not journal.is_file():
+        there = sorted(p.name[:-len(".journal")] for p in journal.parent.glob("*.journal"))
+        raise UsageError(f"no study '{study_name}' in {journal.parent}; " + (
+            f"it holds {', '.join(there[:10])}: pass one of them to --study" if there else "run tune first"))
+    backend, names = _storage(storage, journal, create)
+    described = dict(space=space, fixed={k: str(v) for k, v in (fixed or {}).items()})
+    if study_name in names:
+        study = optuna.load_study(study_name=study_name, storage=backend)
+        if not create:
+            return study
+        if "described" not in study.user_attrs:  # another process created it a moment ago
+            study.set_user_attr("described", described)
+            study.set_user_attr("fixed_flags", _as_flags(fixed or {}))
+        elif study.user_attrs["described"] != json.loads(json.dumps(described)):
+            raise UsageError(f"study '{study_name}' was created with another search space or other fixed "
+                             "flags; pass --study NAME for a new study, or the same flags to continue it")
+        return study
+    if not create:
+        raise UsageError(masked(f"no study '{study_name}' in {storage or Path(logdir) / 'tune'}; run tune first"
+                                + (f" (it holds: {', '.join(sorted(names)[:10])})" if names else ""), storage))
+    study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
+                                    n_startup_trials=5, n_warmup_steps=0))
+    study.set_user_attr("described", described)
+    study.set_user_attr("fixed_flags", _as_flags(fixed or {}))  # what --show puts in the best command
+    return study
+
+
+def newest_study(storage: str | None, logdir: str) -> str:
+    """The study `tune --show` shows without --study: the newest journal under `logdir`,
+    or the only study in a --storage (one of several: ask for its name)."""
+    if storage:
+        _, names = _storage(storage, None, create=False)
+        if len(names) == 1:
+            return names[0]
+        raise UsageError(masked(f"{storage} holds {len(names)} studies" + (f" ({', '.join(sorted(names)[:10])})"
+                                if names else "") + "; pass --study NAME", storage))
+    journals = sorted(Path(logdir, "tune").glob("*.journal"), key=lambda p: p.stat().st_mtime)
+    if not journals:
+        raise UsageError(f"no study in {Path(logdir) / 'tune'}; run tune first")
+    return journals[-1].name[:-len(".journal")]
+
+
+def _storage(storage: str | None, default_journal: Path | None, create: bool) -> tuple[Any, list[str]]:
+    """Optuna's storage for --storage (a database URL or a .journal file), else the journal
+    `default_journal`; and the names of the studies in it."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed (interrupted) trial is said in one line
     if storage and "://" not in storage and not storage.endswith(".journal"):
@@ -84,36 +136,20 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
                     time.sleep(1)
         else:
             from optuna.storages.journal import JournalFileBackend, JournalStorage
-            path = Path(storage or Path(logdir) / "tune" / f"{study_name}.journal")
+            path = Path(storage or default_journal)
             if path.exists() and not path.is_file():  # a FIFO would hang the journal's reader
                 raise UsageError(f"the study journal {path} is not a regular file; pass another --storage")
             if not create and not path.is_file():
-                raise UsageError(f"no study '{study_name}' at {path}; run tune first")
+                raise UsageError(f"no study at {path}; run tune first")
             path.parent.mkdir(parents=True, exist_ok=True)
             backend = JournalStorage(JournalFileBackend(str(path)))
-        names = optuna.get_all_study_names(backend)
+        return backend, optuna.get_all_study_names(backend)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - bad URLs, unreachable servers, missing drivers
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise UsageError(masked(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
-                         "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
-    described = dict(space=space, fixed={k: str(v) for k, v in fixed.items()})
-    if study_name in names:
-        study = optuna.load_study(study_name=study_name, storage=backend)
-        if "described" not in study.user_attrs:  # another process created it a moment ago
-            study.set_user_attr("described", described)
-        elif study.user_attrs["described"] != json.loads(json.dumps(described)):
-            raise UsageError(f"study '{study_name}' was created with another search space or other fixed "
-                             "flags; pass --study NAME for a new study, or the same flags to continue it")
-        return study
-    if not create:
-        raise UsageError(masked(f"no study '{study_name}' in {storage or 'exp/tune'}; run tune first", storage))
-    study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
-                                    n_startup_trials=5, n_warmup_steps=0))
-    study.set_user_attr("described", described)
-    return study
+                                "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
 
 
 class SurplusTrial(Exception):
@@ -136,17 +172,18 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
     study_name = trial.study.study_name
     scores: list[float] = []
     for k, seed in enumerate(seeds):
-        name = f"tune-{study_name}-trial{trial.number:04d}-seed{seed}"
+        name = trial_run_name(study_name, trial.number, seed)
         args = dataclasses.replace(base, **params, seed=seed, run_name=name, quiet=True, plots=False,
-                                   param_dir=str(Path(base.logdir) / "tune" / study_name / name))
+                                   param_dir=str(Path(base.logdir) / "tune" / study_name))
         evaluations: list[float] = []
 
         def report(global_step: int, result: dict[str, Any]) -> bool:
             evaluations.append(result["mean_return"])
             trial.report(float(np.mean(scores + [np.mean(evaluations)])), k * base.total_timesteps + global_step)
             return trial.should_prune()
-        try:
-            summary = pm.train(args, on_evaluation=report)
+        try:  # a stopped trial's "resume with" line would not continue the study: tune says how
+            with contextlib.redirect_stderr(io.StringIO()):
+                summary = pm.train(args, on_evaluation=report, hparams=tuple(space))
         except (UsageError, TrainingDiverged) as e:  # settings that cannot work: no score
             trial.set_user_attr("invalid", str(e))
             raise optuna.TrialPruned(str(e)) from None
@@ -156,6 +193,13 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
             raise optuna.TrialPruned()
         scores.append(float(np.mean(evaluations)))
     return float(np.mean(scores))
+
+
+def trial_run_name(study_name: str, number: int, seed: int) -> str:
+    """t<trial>-s<seed>-<4 hex>__<study>: a head VisualDL's run list tells apart (the hex
+    digits: a digest of the study's name, so two studies' trials differ too)."""
+    digest = hashlib.sha1(study_name.encode()).hexdigest()[:4]
+    return f"t{number:04d}-s{seed}-{digest}__{study_name}"
 
 
 def _counted(study: Any, below: int | None = None) -> int:
@@ -218,6 +262,13 @@ def _as_flags(settings: dict[str, Any]) -> list[str]:
     return flags
 
 
+def default_study_name(base: pm.Args, space_file: str | None) -> str:
+    """<env>-<preset>, and -<space file's name> for a --space of one's own, so that the
+    README's lines (the default space, then one's own) make two studies."""
+    name = f"{base.env_id}-{base.preset}" + (f"-{Path(space_file).stem}" if space_file else "")
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:80].strip(".") or "study"
+
+
 def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any]) -> int:
     """`tune`: the study, its workers (one process each) and the report. `base` is the
     training settings of the command line, `given` the flags typed (fixed for every trial)."""
@@ -227,17 +278,20 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     validate(base)
     if base.eval_every <= 0:
         raise UsageError("tune scores the periodic evaluations: --eval-every must be > 0, e.g. 4096")
-    space = check_space(read_space(ns.space) if ns.space else SEARCH_SPACE, given, base)
-    study_name = ns.study or f"{base.env_id}-{base.preset}"
-    if not (0 < len(study_name) <= 80 and all(c.isalnum() or c in "._-" for c in study_name)
-            and study_name.strip(".")):
+    if ns.study is not None and not (0 < len(ns.study) <= 80 and all(c.isalnum() or c in "._-" for c in ns.study)
+                                     and ns.study.strip(".")):
         raise UsageError("--study must be a plain name of at most 80 letters, digits and . _ - (not only dots)")
     storage = ns.storage or (os.environ.get(STORAGE_ENV) if ns.worker else None)
-    study = open_study(storage, study_name, base.logdir, space, given, create=not ns.show)
-    report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
-    if ns.show:
-        print(report())
+    if ns.show:  # the study's name alone finds it: its own flags are stored with it
+        study_name = ns.study or newest_study(storage, base.logdir)
+        study = open_study(storage, study_name, base.logdir, create=False)
+        print(tune_report(study, study.user_attrs.get("fixed_flags", []),
+                          Path(base.logdir) / "tune" / f"{study_name}_best.json"))
         return 0
+    space = check_space(read_space(ns.space) if ns.space else SEARCH_SPACE, given, base)
+    study_name = ns.study or default_study_name(base, ns.space)
+    study = open_study(storage, study_name, base.logdir, space, given)
+    report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
     seeds = list(range(1, ns.seeds + 1))
     if ns.worker:
         import paddle

@@ -50,11 +50,43 @@ def test_a_small_study_completes_and_prints_a_command_that_parses(tmp_path):
     best = json.loads((tmp_path / "exp" / "tune" / "MountainCar-v0-default_best.json").read_text())
     assert best["command"] == command and set(best["params"]) == set(search_space.SEARCH_SPACE) - {"batch_size"}  # fixed by TINY
     assert "top trials:" in proc.stdout and "parameter importances:" in proc.stdout
-    # each trial's runs are ordinary runs, named for the trial and seed
-    runs = sorted(p.name for p in (tmp_path / "exp").glob("tune-*"))
-    assert runs == [f"tune-MountainCar-v0-default-trial{t:04d}-seed{s}" for t in (0, 1) for s in (1, 2)]
-    shown = tune(tmp_path, "--trials", "2", "--seeds", "2", "--show")
-    assert shown.returncode == 0 and command in shown.stdout
+    # each trial's runs are ordinary runs, named for the trial and seed, their logs in exp/ (a
+    # head VisualDL's run list tells apart) and their files beside the study
+    names = [ppo_tune.trial_run_name("MountainCar-v0-default", t, seed) for t in (0, 1) for seed in (1, 2)]
+    assert sorted(p.name for p in (tmp_path / "exp").glob("t0*")) == names
+    assert len({f"./exp/{n}"[:26] for n in names}) == 4
+    assert all((tmp_path / "exp" / "tune" / "MountainCar-v0-default" / n / "actor_net.param").is_file() for n in names)
+    # the same HParams columns for every trial: preset, env, seed and the first searched settings
+    columns = {tuple(hparam_names(tmp_path / "exp" / n)) for n in names}
+    assert columns == {("preset", "env", "seed", "alr", "clr", "annlr", "ent", "annent")}, columns
+    # plot finds a trial's policy beside its study
+    plotted = cli("plot", str(tmp_path / "exp" / names[0]), "--out", str(tmp_path / "img"), cwd=tmp_path)
+    assert plotted.returncode == 0 and (tmp_path / "img" / "policy_value.png").is_file(), plotted.stderr
+    # --show finds the study by its name alone, and the best command keeps the fixed flags
+    for flags in ([], ["--study", "MountainCar-v0-default"]):
+        shown = cli("tune", "--show", "--logdir", str(tmp_path / "exp"), *flags, cwd=tmp_path)
+        assert shown.returncode == 0 and command in shown.stdout, shown.stderr
+    assert "no study 'nope'" in one_line_error(cli("tune", "--show", "--study", "nope", "--logdir",
+                                                   str(tmp_path / "exp"), cwd=tmp_path))
+
+
+def hparam_names(log_dir):
+    from visualdl import LogReader
+    [records] = log_dir.glob("vdlrecords.*")
+    [entry] = LogReader(file_path=str(records)).get_data("hyper_parameters", "hparam")
+    return [info.name for info in entry.hparam.hparamInfos]
+
+
+def test_the_readmes_tune_lines_run_in_the_order_written(tmp_path):
+    """The default space, then one's own (--space): two studies, not a refusal."""
+    assert tune(tmp_path, "--trials", "1", "--seeds", "1").returncode == 0
+    (tmp_path / "space.json").write_text(json.dumps({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}))
+    own = tune(tmp_path, "--trials", "1", "--seeds", "1", "--space", str(tmp_path / "space.json"))
+    assert own.returncode == 0, own.stderr
+    assert sorted(p.name for p in (tmp_path / "exp" / "tune").glob("*.journal")) == [
+        "MountainCar-v0-default-space.journal", "MountainCar-v0-default.journal"]
+    shown = cli("tune", "--show", "--logdir", str(tmp_path / "exp"), cwd=tmp_path)  # the newest study
+    assert shown.returncode == 0 and "| trial | score | actor_lr |" in shown.stdout, shown.stderr
 
 
 def shared_study(tmp_path, storage_flags):
@@ -74,8 +106,8 @@ def assert_each_trial_ran_once(tmp_path, study):
     # a worker that started the last trial together with the other one gave it up untrained
     rest = [t for t in study.get_trials() if t not in trials]
     assert all(t.state == optuna.trial.TrialState.FAIL and "surplus" in t.user_attrs for t in rest), rest
-    runs = sorted(p.name.rsplit("-trial", 1)[1] for p in (tmp_path / "exp").glob("tune-*"))
-    assert runs == [f"{n:04d}-seed1" for n in range(4)]  # one run folder per trial: none ran twice
+    runs = sorted(p.name for p in (tmp_path / "exp").glob("t0*"))  # one run folder per trial: none ran twice
+    assert runs == [ppo_tune.trial_run_name(study.study_name, n, 1) for n in range(4)]
 
 
 def test_two_processes_share_one_study_without_running_a_trial_twice(tmp_path):
@@ -152,7 +184,7 @@ def test_two_workers_starting_the_last_trial_together_run_it_once(tmp_path):
     with pytest.raises(ppo_tune.SurplusTrial):
         ppo_tune.run_trial(second, base, space, [1], trials=1)
     assert "surplus" in second.user_attrs and "actor_lr" not in second.params  # given up before sampling
-    assert not list((tmp_path / "exp").glob("tune-*"))
+    assert not list((tmp_path / "exp").glob("t0*"))
     # the lower number gets past the budget check, to training (which refuses total_timesteps=0)
     with pytest.raises(optuna.TrialPruned):
         ppo_tune.run_trial(first, base, space, [1], trials=1)
@@ -172,7 +204,7 @@ def test_an_interrupted_study_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "run the same command to continue" in err, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "--resume" not in err  # a trial's resume line would not continue the study
     interrupted = study_of(tmp_path)
     assert 1 <= len(finished(interrupted)) < 3
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in interrupted.get_trials())
@@ -194,7 +226,8 @@ def test_bad_tune_input_is_one_line_and_leaves_the_study_alone(tmp_path):
              (["--space", str(tmp_path / "unknown.json")], "unknown parameter 'learning_rate'"),
              (["--space", str(tmp_path / "empty.json")], "needs low < high"),
              (["--trials", "0"], "--trials must be in 1..100,000"),
-             (["--space", str(tmp_path / "other.json")], "created with another search space")]
+             (["--space", str(tmp_path / "other.json"), "--study", "MountainCar-v0-default"],
+              "created with another search space")]
     for flags, words in cases:
         assert words in one_line_error(tune(tmp_path, "--seeds", "1", *flags)), flags
     assert journal.read_bytes() == before
