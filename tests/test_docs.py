@@ -92,3 +92,20 @@ def test_the_readmes_numbers_are_the_codes(name):
     resumable = re.search(r"(?:Only|只能修改)((?:\s*`--[a-z-]+`[,、]?(?: and| 和)?)+)", text)
     flags = set(re.findall(r"`--([a-z-]+)`", resumable.group(1)))
     assert flags == {f.replace("_", "-") for f in checkpoint.RESUMABLE_FLAGS}
+
+
+def test_the_lower_bounds_are_the_floors_ci_installs():
+    """Every lower bound in the requirement files is a pin of constraints-floors.txt (the
+    versions .ci/floors installs and runs), and both READMEs name the same versions."""
+    def pins(name):
+        return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / name).read_text(), re.M))
+    floors = pins("constraints-floors.txt")
+    bounds = {}
+    for name in ("requirements.txt", "requirements-no-paddle.txt"):
+        bounds.update(re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9][^,;\s]*)", (ROOT / name).read_text(), re.M))
+    assert {k.lower(): v for k, v in bounds.items()} == {k.lower(): v for k, v in floors.items()}
+    for readme in ("README.md", "README_cn.md"):
+        text = (ROOT / readme).read_text()
+        for version in floors.values():
+            assert version in text, (readme, version)
+    assert ".ci/floors" in (ROOT / ".ci" / "run").read_text() and "constraints-floors.txt" in (ROOT / ".ci" / "floors").read_text()
