@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--jobs", type=int, default=1, help="trials at a time on this machine, one process each "
                     "(one per core) [1]")
     tn.add_argument("--seeds", type=int, default=3, help="training runs per trial, seeds 1..N [3]")
+    tn.add_argument("--objective", default="mean", help="a trial's score from its seeds' scores: mean, median, "
+                    "worst, or quantile:Q (e.g. quantile:0.25), to search for settings every seed solves with [mean]")
     tn.add_argument("--storage", help="database URL shared by several machines, e.g. "
                     "postgresql://user:password@host/optuna [a journal file exp/tune/STUDY.journal]")
     tn.add_argument("--study", help="study name [ENV-PRESET, e.g. MountainCar-v0-default; with --space: "

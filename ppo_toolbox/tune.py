@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def without_storage(argv: list[str]) -> list[str]:
 
 
 def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any] | None = None,
-               fixed: dict[str, Any] | None = None, create: bool = True) -> Any:
+               fixed: dict[str, Any] | None = None, create: bool = True, objective: str = "mean") -> Any:
     """The study: in a journal file under `logdir` unless a database URL is given (several
     machines then share it, Optuna's own distributed mode). To run trials (`create`), a
     study made with another space or other fixed flags is refused, untouched; to show one
@@ -69,7 +69,8 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
         raise UsageError(f"no study '{study_name}' in {journal.parent}; " + (
             f"it holds {', '.join(there[:10])}: pass one of them to --study" if there else "run tune first"))
     backend, names = _storage(storage, journal, create)
-    described = dict(space=space, fixed={k: str(v) for k, v in (fixed or {}).items()})
+    described = dict(space=space, fixed={k: str(v) for k, v in (fixed or {}).items()},
+                     **({"objective": objective} if objective != "mean" else {}))  # studies before it: mean
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=backend)
         if not create:
@@ -78,8 +79,9 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
             study.set_user_attr("described", described)
             study.set_user_attr("fixed_flags", _as_flags(fixed or {}))
         elif study.user_attrs["described"] != json.loads(json.dumps(described)):
-            raise UsageError(f"study '{study_name}' was created with another search space or other fixed "
-                             "flags; pass --study NAME for a new study, or the same flags to continue it")
+            raise UsageError(f"study '{study_name}' was created with another search space, other fixed "
+                             "flags or another --objective; pass --study NAME for a new study, or the same "
+                             "flags to continue it")
         return study
     if not create:
         raise UsageError(masked(f"no study '{study_name}' in {storage or Path(logdir) / 'tune'}; run tune first"
@@ -156,15 +158,37 @@ class SurplusTrial(Exception):
     """A trial beyond --trials, which ends at once as failed (so no worker counts it)."""
 
 
-def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int) -> float:
-    """Train one run per seed with the trial's settings; the score is the mean, over seeds, of
-    the mean greedy return of all periodic evaluations (rewarding a good policy soon and
-    kept). Reports after every evaluation, so the pruner can stop a hopeless trial.
+def objective_of(text: str) -> Callable[[list[float]], float]:
+    """--objective: how a trial's per-seed scores make its score. `mean` rewards the typical
+    seed, `median` ignores an outlier, `worst` and `quantile:Q` (e.g. quantile:0.1) search
+    for settings that solve on every seed, not on most."""
+    if text == "mean":
+        return lambda scores: float(np.mean(scores))
+    if text == "median":
+        return lambda scores: float(np.median(scores))
+    if text == "worst":
+        return lambda scores: float(np.min(scores))
+    try:
+        q = float(text.split(":", 1)[1]) if text.startswith("quantile:") else None
+    except ValueError:
+        q = None
+    if q is None or not 0 <= q <= 1:
+        raise UsageError("--objective must be mean, median, worst or quantile:Q with Q in 0..1, e.g. quantile:0.25")
+    return lambda scores: float(np.quantile(scores, q))
+
+
+def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int,
+              objective: str = "mean") -> float:
+    """Train one run per seed with the trial's settings; each seed scores the mean greedy
+    return of all its periodic evaluations (rewarding a good policy soon and kept), and the
+    trial scores the `objective` of those (mean, median, worst, quantile:Q). Reports after
+    every evaluation, so the pruner can stop a hopeless trial.
 
     Workers check the budget before they start a trial, so two of them can start the last
     one together; trial numbers are unique in any storage, so the lower number runs and the
     other ends as a surplus trial without training."""
     import optuna
+    score_of = objective_of(objective)
     if _counted(trial.study, below=trial.number) >= trials:
         trial.set_user_attr("surplus", "another worker started the study's last trial at the same moment")
         raise SurplusTrial()
@@ -179,7 +203,7 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
 
         def report(global_step: int, result: dict[str, Any]) -> bool:
             evaluations.append(result["mean_return"])
-            trial.report(float(np.mean(scores + [np.mean(evaluations)])), k * base.total_timesteps + global_step)
+            trial.report(score_of(scores + [float(np.mean(evaluations))]), k * base.total_timesteps + global_step)
             return trial.should_prune()
         try:  # a stopped trial's "resume with" line would not continue the study: tune says how
             with contextlib.redirect_stderr(io.StringIO()):
@@ -192,7 +216,8 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
         if trial.should_prune():
             raise optuna.TrialPruned()
         scores.append(float(np.mean(evaluations)))
-    return float(np.mean(scores))
+    trial.set_user_attr("seed_scores", scores)
+    return score_of(scores)
 
 
 def trial_run_name(study_name: str, number: int, seed: int) -> str:
@@ -211,10 +236,11 @@ def _counted(study: Any, below: int | None = None) -> int:
     return sum(below is None or t.number < below for t in study.get_trials(deepcopy=False, states=states))
 
 
-def tune_worker(study: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int) -> None:
+def tune_worker(study: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int,
+                objective: str = "mean") -> None:
     """Run trials until the study holds `trials` of them (other workers' included)."""
     while _counted(study) < trials:
-        study.optimize(lambda t: run_trial(t, base, space, seeds, trials), n_trials=1,
+        study.optimize(lambda t: run_trial(t, base, space, seeds, trials, objective), n_trials=1,
                        catch=(SurplusTrial,), gc_after_trial=True)
 
 
@@ -231,13 +257,16 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(dict(
         study=study.study_name, trial=best.number, score=best.value, params=best.params,
         fixed_flags=fixed_flags, command=command), indent=2) + "\n"))
-    lines = [f"best: trial {best.number}, score {best.value:.1f} (mean greedy return over its evaluations)",
+    objective = study.user_attrs.get("described", {}).get("objective", "mean")
+    lines = [f"best: trial {best.number}, score {best.value:.1f} (the {objective}, over its seeds, of each seed's "
+             "mean greedy return over its evaluations)",
              command, f"(also in {out})", "", "top trials:"]
     names = list(best.params)
-    lines.append("| trial | score | " + " | ".join(names) + " |")
+    lines.append("| trial | score | " + " | ".join(names) + " | each seed |")
     for t in sorted(done, key=lambda t: -t.value)[:5]:
         lines.append(f"| {t.number} | {t.value:.1f} | " + " | ".join(
-            f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n)) for n in names) + " |")
+            f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n)) for n in names)
+            + " | " + " / ".join(f"{x:.1f}" for x in t.user_attrs.get("seed_scores", [])) + " |")
     if len(done) >= 2:
         try:
             importances = optuna.importance.get_param_importances(study)
@@ -262,10 +291,12 @@ def _as_flags(settings: dict[str, Any]) -> list[str]:
     return flags
 
 
-def default_study_name(base: pm.Args, space_file: str | None) -> str:
-    """<env>-<preset>, and -<space file's name> for a --space of one's own, so that the
-    README's lines (the default space, then one's own) make two studies."""
-    name = f"{base.env_id}-{base.preset}" + (f"-{Path(space_file).stem}" if space_file else "")
+def default_study_name(base: pm.Args, space_file: str | None, objective: str = "mean") -> str:
+    """<env>-<preset>, then -<space file's name> for a --space of one's own and -<objective>
+    for another --objective, so that the README's lines (the default space, one's own, a
+    robust objective) make studies of their own."""
+    name = (f"{base.env_id}-{base.preset}" + (f"-{Path(space_file).stem}" if space_file else "")
+            + (f"-{objective.replace(':', '')}" if objective != "mean" else ""))
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:80].strip(".") or "study"
 
 
@@ -289,15 +320,16 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
                           Path(base.logdir) / "tune" / f"{study_name}_best.json"))
         return 0
     space = check_space(read_space(ns.space) if ns.space else SEARCH_SPACE, given, base)
-    study_name = ns.study or default_study_name(base, ns.space)
-    study = open_study(storage, study_name, base.logdir, space, given)
+    study_name = ns.study or default_study_name(base, ns.space, ns.objective)
+    objective_of(ns.objective)  # refused before anything is made
+    study = open_study(storage, study_name, base.logdir, space, given, objective=ns.objective)
     report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
     seeds = list(range(1, ns.seeds + 1))
     if ns.worker:
         import paddle
         paddle.base.core.set_num_threads(1)
         try:
-            tune_worker(study, base, space, seeds, ns.trials)
+            tune_worker(study, base, space, seeds, ns.trials, ns.objective)
         except KeyboardInterrupt:
             return 130
         return 0

@@ -258,3 +258,25 @@ def test_a_storage_password_is_never_printed_nor_on_a_command_line(tmp_path, pos
         assert ppo_cli.main(["tune", "--storage", bad, "--trials", "1", "--logdir", str(tmp_path / "e")]) == 2
         err = capsys.readouterr().err
         assert secret not in err and "***" in err, err
+
+
+def test_the_objective_scores_a_trial_by_its_seeds_robustly(tmp_path):
+    """--objective mean|median|worst|quantile:Q: a trial's score from its seeds' scores."""
+    scores = [-120.0, -100.0, -110.0, -150.0]
+    assert ppo_tune.objective_of("mean")(scores) == -120.0
+    assert ppo_tune.objective_of("median")(scores) == -115.0
+    assert ppo_tune.objective_of("worst")(scores) == -150.0
+    assert ppo_tune.objective_of("quantile:0")(scores) == -150.0 and ppo_tune.objective_of("quantile:1")(scores) == -100.0
+    for bad in ("best", "quantile:2", "quantile:x", "quantile"):
+        with pytest.raises(settings.UsageError, match="--objective must be"):
+            ppo_tune.objective_of(bad)
+    # a real trial of two seeds scores the worst of them, and keeps each seed's score
+    base = pm.Args(total_timesteps=1024, num_envs=4, num_steps=64, batch_size=64, eval_every=512, eval_episodes=5,
+                   logdir=str(tmp_path / "exp"), quiet=True)
+    space = search_space.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True)}, {}, base)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: ppo_tune.run_trial(t, base, space, [1, 2], trials=1, objective="worst"), n_trials=1)
+    [trial] = study.trials
+    assert len(trial.user_attrs["seed_scores"]) == 2 and trial.value == min(trial.user_attrs["seed_scores"])
+    assert trial.user_attrs["seed_scores"][0] != trial.user_attrs["seed_scores"][1]
+    assert ppo_tune.default_study_name(base, None, "quantile:0.25") == "MountainCar-v0-default-quantile0.25"
