@@ -1,7 +1,7 @@
 """Evaluating a policy: a policy from a saved actor (`load_policy`), greedy evaluation on
 many episodes at once (`evaluate`), one episode played step by step (`play_episode`), what
-success means in an env (`success_rule`), and the env an actor file fits (`env_for`). Imports numpy, gymnasium, `errors`, `settings`,
-`acting`, `envs` and `network_files`."""
+success means in an env (`success_rule`), and the env an actor file fits (`env_for`).
+Imports numpy, gymnasium, `errors`, `settings`, `acting`, `envs` and `network_files`."""
 from __future__ import annotations
 
 import dataclasses
