@@ -76,8 +76,7 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
         if not create:
             return study
         if "described" not in study.user_attrs:  # another process created it a moment ago
-            study.set_user_attr("described", described)
-            study.set_user_attr("fixed_flags", _as_flags(fixed or {}))
+            _describe(study, described, fixed)
         elif study.user_attrs["described"] != json.loads(json.dumps(described)):
             raise UsageError(f"study '{study_name}' was created with another search space, other fixed "
                              "flags or another --objective; pass --study NAME for a new study, or the same "
@@ -89,9 +88,15 @@ def open_study(storage: str | None, study_name: str, logdir: str, space: dict[st
     study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
                                     n_startup_trials=5, n_warmup_steps=0))
-    study.set_user_attr("described", described)
-    study.set_user_attr("fixed_flags", _as_flags(fixed or {}))  # what --show puts in the best command
+    _describe(study, described, fixed)
     return study
+
+
+def _describe(study: Any, described: dict[str, Any], fixed: dict[str, Any] | None) -> None:
+    """What a study is (checked when it is continued) and the fixed flags --show puts in
+    its best command."""
+    study.set_user_attr("described", described)
+    study.set_user_attr("fixed_flags", _as_flags(fixed or {}))
 
 
 def newest_study(storage: str | None, logdir: str) -> str:
