@@ -3,6 +3,8 @@ reader needs to follow the algorithm. One job per module:
 
     errors         the exceptions that end a run with one line
     startup        a Ctrl-C or SIGTERM while the command line starts: one line
+    cpu            the CPU math libraries' settings (one BLAS thread; MKL's fast path on AMD)
+    kernels        faster stand-ins for Paddle layers at the update's small shapes
     settings       limits and range checks of the settings, the device, names for runs
     acting         `NumpyNet`: an exact numpy copy of a network, for acting and drawing
     envs           making Gymnasium envs, and MountainCar-v0 batched in numpy

@@ -1,10 +1,10 @@
-"""Fast paths (ppo_toolbox/acting.py, envs.py): the numpy network and the numpy-batched MountainCar, against Paddle and
-Gymnasium."""
+"""Fast paths (ppo_toolbox/acting.py, envs.py, kernels.py, cpu.py): the numpy network and the numpy-batched
+MountainCar against Paddle and Gymnasium, the addmm Linear against nn.Linear, and the math libraries' settings."""
 
 import numpy as np
 import paddle
 import ppo_mountaincar as pm
-from ppo_toolbox import acting, envs
+from ppo_toolbox import acting, cpu, envs, kernels
 import pytest
 
 
@@ -50,3 +50,43 @@ def test_fast_mountain_car_matches_gymnasium_step_for_step(limit):
             ends += done.sum()
         o1 = s1[0]
     assert ends > n
+
+
+def test_the_addmm_linear_computes_what_nn_linear_does(tmp_path):
+    paddle.seed(3)
+    fast = kernels.Linear(5, 4)
+    plain = paddle.nn.Linear(5, 4)
+    plain.set_state_dict(fast.state_dict())  # the same keys: a .param file does not tell them apart
+    assert list(fast.state_dict()) == list(plain.state_dict()) == ["weight", "bias"]
+    x = paddle.to_tensor(np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32))
+    outs, grads = [], []
+    for layer in (fast, plain):
+        y = layer(x)
+        (y * paddle.arange(4, dtype="float32")).sum().backward()  # a different weight per output
+        outs.append(y.numpy())
+        grads.append([layer.weight.grad.numpy(), layer.bias.grad.numpy()])
+    assert outs[0] == pytest.approx(outs[1], abs=1e-6)
+    for fast_grad, plain_grad in zip(*grads):
+        assert fast_grad == pytest.approx(plain_grad, abs=1e-6)
+    assert grads[0][1] == pytest.approx(np.arange(4, dtype=np.float32) * 7)  # the bias gets every row's
+    # one state (a vector) and the static graph of an export take nn.Linear's path
+    assert fast(x[0]).numpy() == pytest.approx(outs[1][0], abs=1e-6)
+    static = paddle.jit.to_static(fast, input_spec=[paddle.static.InputSpec([None, 5], "float32")], full_graph=True)
+    paddle.jit.save(static, str(tmp_path / "linear"))
+    assert (tmp_path / "linear.pdiparams").exists()
+
+
+def test_math_library_defaults(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert cpu.cpu_vendor(info) == "AuthenticAMD"
+    assert cpu.cpu_vendor(tmp_path / "missing") is None
+    environ = {}
+    assert cpu.set_math_library_defaults(environ, vendor="AuthenticAMD") == environ == {
+        "OPENBLAS_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": "5"}
+    intel = {}
+    cpu.set_math_library_defaults(intel, vendor="GenuineIntel")
+    assert intel == {"OPENBLAS_NUM_THREADS": "1"}  # MKL's fast path is already Intel's
+    mine = {"MKL_DEBUG_CPU_TYPE": "0", "OPENBLAS_NUM_THREADS": "2"}
+    assert cpu.set_math_library_defaults(mine, vendor="AuthenticAMD") == {}
+    assert mine == {"MKL_DEBUG_CPU_TYPE": "0", "OPENBLAS_NUM_THREADS": "2"}  # the user's own are kept
