@@ -27,7 +27,17 @@ from helpers import cli, one_line_error
     (["--no-such-flag"], "unrecognized"),
     (["eval", "does/not/exist.param"], "no such file"),
 ])
-def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path):
+def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # in-process (as the command line runs it; the next test starts the real one)
+    dirs = ["--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")] if argv[0] != "eval" else []
+    assert ppo_cli.main([*argv, *dirs]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+@pytest.mark.parametrize("argv, words", [(["--clip", "1.5"], "--clip"), (["eval", "does/not/exist.param"], "no such file")])
+def test_the_real_command_ends_with_the_same_line_and_exit_code_2(argv, words, tmp_path):
     proc = cli(*argv, "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")) \
         if argv[0] != "eval" else cli(*argv)
     assert proc.returncode == 2
@@ -47,7 +57,7 @@ def test_bad_hyperparameters_write_nothing(tmp_path):
     net.mkdir(parents=True)
     (net / "actor_net.param").write_bytes(b"precious")
     for flags in (["--clip", "0"], ["--gamma", "1.5"], ["--num-envs", "0"], ["--update-epochs", "-1"]):
-        one_line_error(cli(*flags, "--param-dir", str(tmp_path / "param"), "--logdir", str(tmp_path / "exp")))
+        assert ppo_cli.main([*flags, "--param-dir", str(tmp_path / "param"), "--logdir", str(tmp_path / "exp")]) == 2
     assert (net / "actor_net.param").read_bytes() == b"precious"
     assert not (tmp_path / "exp").exists()
 
