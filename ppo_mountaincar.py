@@ -75,7 +75,7 @@ class Args:
 
     # run
     preset: str = _flag("default", "hyperparameter preset: 'default' (learns fast), 'best' (the best "
-                        "policy in under a minute), 'thorough' (the previous default's network, twice the "
+                        "policy, in about 40 seconds), 'thorough' (the previous default's network, twice the "
                         "update compute) or 'tutorial' (the article's algorithm); explicit flags override it",
                         choices=("default", "best", "thorough", "tutorial"))
     env_id: str = _flag("MountainCar-v0", "any Gymnasium env with a vector observation "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TOLERANCE = 4.0  # held-out mean return; machines seen so far: -101.6, -102.9, -104.1
+TOLERANCE = 4.0  # held-out mean return; seed 1 on the machines seen so far: -101.6 to -104.8
 
 
 def main() -> int:
