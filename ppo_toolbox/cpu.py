@@ -10,8 +10,8 @@ from pathlib import Path
 # MKL picks its kernels by CPU vendor: on an AMD CPU it takes a generic path, about 3x slower
 # at the update's shapes ([512, 64] x [64, 64]: 17-27 GFLOP/s, where numpy's OpenBLAS does 60).
 # This old switch, still read by the MKL inside Paddle's CPU wheel (at its first matmul, so
-# it may be set after `import paddle`), makes it take the AVX2 path: 78-85 GFLOP/s there
-# (benchmarks/floor.py). Intel CPUs ignore it.
+# it may be set after `import paddle`), makes it take the AVX2 path: 53-85 GFLOP/s there,
+# with the machine's load (benchmarks/floor.py). Intel CPUs ignore it.
 MKL_AVX2 = ("MKL_DEBUG_CPU_TYPE", "5")
 
 

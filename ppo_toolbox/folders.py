@@ -37,7 +37,7 @@ def env_tag(env_id: str) -> str:
 def run_name(args: Any, changed: dict[str, Any], when: str, attempt: int = 1) -> str:
     """<preset>-s<seed>-<env tag>-<4 hex>__[<changed settings>__]<env>__<time>: VisualDL's run
     list shows only about 20 characters after "./exp/", so the name opens with a short head
-    that tells runs apart (the hex digits: a digest of the rest, other for each run); the full
+    that tells runs apart (the hex digits: a digest of the rest, different from run to run); the full
     name is also in the run's Text panel."""
     env = "".join(c if c.isalnum() or c in "._-" else "-" for c in args.env_id)
     tail = "__".join(part for part in (run_label(args, changed), env, when) if part)

