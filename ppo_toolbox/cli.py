@@ -27,6 +27,7 @@ from .figures import latest_run, plot_run
 from .network_files import read_network
 from .replay import replay
 from .settings import field_types, parse_sizes
+from .startup import release_signals
 
 COMMANDS = ("train", "eval", "replay", "plot", "tune", "export")
 
@@ -170,8 +171,7 @@ class _Interrupts:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 for a usage error, 128 + N for signal N)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    import paddle
-    paddle.disable_signal_handler()  # its fatal-signal report is 14 lines of C++ for a SIGTERM; ours is one
+    release_signals()  # Paddle's crash report off, our handlers back, signals held at start-up delivered
     with _Interrupts() as interrupts:
         try:
             return _run(argv)

@@ -1,7 +1,13 @@
 """The first moments of the command line: a package that is not installed is one line, and
 while Paddle and the rest load (a second or two), Ctrl-C or SIGTERM ends the program with one
 line, nothing having been written yet. The command line installs its own handlers once it
-runs. Imports the standard library only."""
+runs. Imports the standard library only (and Paddle, once it is loaded).
+
+Paddle replaces the SIGTERM handler while it loads (its C++ crash report, about a dozen
+lines), and `paddle.disable_signal_handler()` leaves the default one behind: either way a
+SIGTERM at the wrong moment is not one line. So the two signals are held (blocked) while
+the program loads and released by `release_signals`, once Paddle's handler is gone and
+Python's are back: a signal that came meanwhile is delivered then, to Python's handler."""
 from __future__ import annotations
 
 import os
@@ -25,11 +31,32 @@ def check_packages() -> None:
         sys.exit(2)
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM)
+CAN_HOLD = hasattr(signal, "pthread_sigmask")  # not on Windows, where Paddle installs no such handler
+
+
 def stop_quietly_while_starting() -> None:
-    """Ctrl-C and SIGTERM exit at once with one line (128 + the signal), for now."""
+    """Ctrl-C and SIGTERM exit with one line (128 + the signal), for now; held until
+    `release_signals`."""
     def stop(signum: int, frame: Any) -> None:
         sys.stderr.write(f"{signal.Signals(signum).name}: stopped while starting; nothing was written\n")
         sys.stderr.flush()
         os._exit(128 + signum)
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOPS:
         signal.signal(sig, stop)
+    if CAN_HOLD:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+
+
+def release_signals() -> None:
+    """Remove Paddle's fatal-signal handler, put Python's handlers back where it had been
+    (its report is a dozen lines of C++ for a SIGTERM; ours is one) and deliver the signals
+    held since `stop_quietly_while_starting`. Paddle must be loaded."""
+    import paddle
+    paddle.disable_signal_handler()  # this leaves the default handlers, which kill silently
+    for sig in STOPS:
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: not installed from Python
+            signal.signal(sig, handler)
+    if CAN_HOLD:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
