@@ -135,7 +135,7 @@ def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None)
     checkpoint's config is the base and only its resumable settings may change."""
     given = given_flags(ns)
     if resumed is not None:
-        return pm.Args(**resumed_config(resumed, given))
+        return pm.Args(**resumed_config(resumed, given, pm.Args))
     return pm.preset_args(given.pop("preset", "default"), **given)
 
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import ROOT
 
 import ppo_mountaincar as pm
-from ppo_toolbox import checkpoint, settings
+from ppo_toolbox import settings
 from ppo_toolbox import cli as ppo_cli
 
 COMMAND = re.compile(r"^\s*(python ppo_mountaincar\.py[^#\n]*)", re.M)
@@ -91,7 +91,7 @@ def test_the_readmes_numbers_are_the_codes(name):
     assert abs(int(stated.group(1)) - lines) <= 10, (stated.group(1), lines)
     resumable = re.search(r"(?:Only|只能修改)((?:\s*`--[a-z-]+`[,、]?(?: and| 和)?)+)", text)
     flags = set(re.findall(r"`--([a-z-]+)`", resumable.group(1)))
-    assert flags == {f.replace("_", "-") for f in checkpoint.RESUMABLE_FLAGS}
+    assert flags == {f.replace("_", "-") for f in settings.with_role(pm.Args, "resumable")}
 
 
 def test_the_lower_bounds_are_the_floors_ci_installs():

@@ -48,7 +48,7 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
     metrics = [m.name for m in hparams.hparam.metricInfos]
     assert metrics == ["return", "success", "seconds"]
     # a label longer than 7 characters can freeze VisualDL's parallel-coordinates view
-    assert max(len(name) for name in [*values, *metrics, *settings.SHORT_NAMES.values()]) <= 7
+    assert max(len(name) for name in [*values, *metrics, *settings.short_names(pm.Args).values()]) <= 7
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for metric in metrics:  # every metric the HParams panel shows is a logged scalar
         assert scalars[metric]
