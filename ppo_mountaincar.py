@@ -382,7 +382,7 @@ def sample_actions(log_probs: np.ndarray, rng: np.random.Generator | None = None
                    greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """An action for each row of log pi(.|s) = log_softmax(logits), and its log pi(a|s).
     Greedy: argmax pi. Otherwise a draw from pi itself, a ~ Categorical(softmax(logits)), by
-    inverse CDF: the first action whose cumulative probability exceeds a uniform u. (The
+    inverse CDF: the first action whose cumulative probability reaches a uniform u. (The
     tutorial drew from softmax of the probabilities, a flatter distribution than pi.)"""
     if greedy:
         actions = log_probs.argmax(-1)
