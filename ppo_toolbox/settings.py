@@ -41,6 +41,8 @@ MAX_SHORT_NAME = 7
 
 
 class Roles(NamedTuple):
+    """A setting's roles, the defaults of ROLES filled in."""
+
     short: str
     output: bool
     resumable: bool
