@@ -47,7 +47,7 @@ import paddle.nn as nn  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
 from ppo_toolbox import settings  # noqa: E402
-from ppo_toolbox.acting import NumpyNet, sample_actions  # noqa: E402
+from ppo_toolbox.acting import NumpyNet  # noqa: E402
 from ppo_toolbox.checkpoint import read_checkpoint, resumed_config  # noqa: E402
 from ppo_toolbox.envs import make_vec_env  # noqa: E402
 from ppo_toolbox.errors import UsageError  # noqa: E402
@@ -64,9 +64,13 @@ from ppo_toolbox.replay import replay, show  # noqa: E402,F401
 # ---------------------------------------------------------------------------------------
 # 1. Configuration
 # ---------------------------------------------------------------------------------------
-def _flag(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field that also carries its --help text."""
-    return field(default=default, metadata={"help": help, **kw})
+def _flag(default: Any, help: str, **roles: Any) -> Any:
+    """A dataclass field that also carries its --help text, its choices, and its roles where
+    they are not the usual ones (ppo_toolbox/settings.py): `short`, its name in run names and
+    VisualDL (at most 7 characters); `output`, it says where a run writes or how it reports,
+    not what it learns; `resumable`, it may change on resume; `searchable=False`, `tune`
+    leaves it alone."""
+    return field(default=default, metadata={"help": help, **roles})
 
 
 @dataclass
@@ -77,72 +81,82 @@ class Args:
     preset: str = _flag("default", "hyperparameter preset: 'default' (learns fast), 'best' (the best "
                         "policy, in about 40 seconds), 'thorough' (the previous default's network, twice the "
                         "update compute) or 'tutorial' (the article's algorithm); explicit flags override it",
-                        choices=("default", "best", "thorough", "tutorial"))
+                        choices=("default", "best", "thorough", "tutorial"), searchable=False)
     env_id: str = _flag("MountainCar-v0", "any Gymnasium env with a vector observation "
-                        "and discrete actions (CartPole-v1, Acrobot-v1, ...)")
-    seed: int = _flag(1, "seeds the environments, numpy and paddle")
-    total_timesteps: int = _flag(150_000, "training budget in environment steps")
-    episodes: int = _flag(0, "stop after this many training episodes as well (0: no limit)")
-    max_episode_steps: int | None = _flag(None, "training time limit per episode; 0 removes "
-                                          "it (the tutorial's env.unwrapped); unset: the env's own")
+                        "and discrete actions (CartPole-v1, Acrobot-v1, ...)", short="env", searchable=False)
+    seed: int = _flag(1, "seeds the environments, numpy and paddle", searchable=False)
+    total_timesteps: int = _flag(150_000, "training budget in environment steps",
+                                 short="steps", resumable=True, searchable=False)
+    episodes: int = _flag(0, "stop after this many training episodes as well (0: no limit)",
+                          short="eps", resumable=True, searchable=False)
+    max_episode_steps: int | None = _flag(None, "training time limit per episode; 0 removes it (the "
+                                          "tutorial's env.unwrapped); unset: the env's own", short="maxlen")
     device: str = _flag("cpu", "where the networks train: cpu (small MLPs are faster there), gpu, or auto "
-                        "(gpu if this PaddlePaddle is a GPU build)", choices=("cpu", "gpu", "auto"))
+                        "(gpu if this PaddlePaddle is a GPU build)", choices=("cpu", "gpu", "auto"),
+                        output=True, resumable=True)
     fast_env: bool = _flag(True, "run MountainCar-v0 as one numpy-batched env (same physics "
-                           "and seeds as Gymnasium's, much faster)")
+                           "and seeds as Gymnasium's, much faster)", searchable=False)
     # rollout
-    num_envs: int = _flag(16, "parallel environments")
-    num_steps: int = _flag(128, "steps per environment per rollout (the buffer capacity)")
-    update_on_episode_end: bool = _flag(False, "also update as soon as an episode ends and the "
-                                        "buffer holds >= batch-size steps (the tutorial's schedule)")
+    num_envs: int = _flag(16, "parallel environments", short="envs")
+    num_steps: int = _flag(128, "steps per environment per rollout (the buffer capacity)", short="nsteps")
+    update_on_episode_end: bool = _flag(False, "also update as soon as an episode ends and the buffer "
+                                        "holds >= batch-size steps (the tutorial's schedule)", short="epupd")
     # PPO
     gamma: float = _flag(0.99, "discount factor")
-    gae_lambda: float = _flag(0.98, "GAE lambda (1.0: Monte-Carlo returns, as in the tutorial)")
+    gae_lambda: float = _flag(0.98, "GAE lambda (1.0: Monte-Carlo returns, as in the tutorial)", short="lam")
     clip: float = _flag(0.2, "PPO ratio clip epsilon")
-    update_epochs: int = _flag(10, "passes over each rollout")
-    batch_size: int = _flag(512, "minibatch size")
-    actor_lr: float = _flag(3e-3, "Adam learning rate of the actor")
-    critic_lr: float = _flag(3e-3, "Adam learning rate of the critic")
-    anneal_lr: bool = _flag(False, "decay both learning rates linearly to 0 over the budget (off by "
-                            "default: at this budget the policy still improves at the last update)")
-    max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this")
-    ent_coef: float = _flag(0.08, "entropy bonus coefficient")
+    update_epochs: int = _flag(10, "passes over each rollout", short="epochs")
+    batch_size: int = _flag(512, "minibatch size", short="bs")
+    actor_lr: float = _flag(3e-3, "Adam learning rate of the actor", short="alr")
+    critic_lr: float = _flag(3e-3, "Adam learning rate of the critic", short="clr")
+    anneal_lr: bool = _flag(False, "decay both learning rates linearly to 0 over the budget (off by default: "
+                            "at this budget the policy still improves at the last update)", short="annlr")
+    max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this", short="gclip")
+    ent_coef: float = _flag(0.08, "entropy bonus coefficient", short="ent")
     anneal_ent: bool = _flag(True, "decay the entropy coefficient linearly to 0 over the budget "
-                             "(explore early, act precisely late)")
-    norm_adv: bool = _flag(True, "normalise advantages per minibatch")
-    target_kl: float | None = _flag(None, "stop an update's epochs once approx KL exceeds this")
+                             "(explore early, act precisely late)", short="annent")
+    norm_adv: bool = _flag(True, "normalise advantages per minibatch", short="normadv")
+    target_kl: float | None = _flag(None, "stop an update's epochs once approx KL exceeds this", short="kl")
     # networks
-    hidden_sizes: tuple[int, ...] = _flag((64, 64), "hidden layer sizes, e.g. 128 or 64,64")
-    activation: str = _flag("tanh", "hidden activation", choices=("tanh", "relu"))
+    hidden_sizes: tuple[int, ...] = _flag((64, 64), "hidden layer sizes, e.g. 128 or 64,64", short="h")
+    activation: str = _flag("tanh", "hidden activation", choices=("tanh", "relu"), short="act")
     norm_obs: bool = _flag(True, "normalise observations with running statistics "
-                           "(stored inside the actor .param)")
+                           "(stored inside the actor .param)", short="normobs")
     # exploration
     explore_bonus: float = _flag(5.0, "count-based bonus beta/sqrt(N) on a grid over the "
-                                 "observation box (0: off)")
-    explore_bins: int = _flag(20, "grid cells per observation dimension for the bonus")
-    explore_decay_steps: int = _flag(100_000, "the bonus decays linearly to 0 by this step")
+                                 "observation box (0: off)", short="bonus")
+    explore_bins: int = _flag(20, "grid cells per observation dimension for the bonus", short="bins")
+    explore_decay_steps: int = _flag(100_000, "the bonus decays linearly to 0 by this step", short="bdecay")
     # evaluation during training
-    eval_every: int = _flag(4096, "greedy evaluation every N env steps (0: off)")
-    eval_episodes: int = _flag(100, "episodes per periodic evaluation")
-    target_return: float | None = _flag(None, "stop once a periodic evaluation reaches this")
+    eval_every: int = _flag(4096, "greedy evaluation every N env steps (0: off)",
+                            short="evalint", resumable=True, searchable=False)
+    eval_episodes: int = _flag(100, "episodes per periodic evaluation",
+                               short="evaleps", resumable=True, searchable=False)
+    target_return: float | None = _flag(None, "stop once a periodic evaluation reaches this",
+                                        short="target", resumable=True, searchable=False)
     # output
-    logdir: str = _flag("exp", "VisualDL log folder; each run writes to a sub-folder")
+    logdir: str = _flag("exp", "VisualDL log folder; each run writes to a sub-folder",
+                        output=True, resumable=True)
     run_name: str | None = _flag(None, "the run's folder name under --param-dir and --logdir (unset: "
-                                 "<preset>-s<seed>-<env tag>-<4 hex>__[<changed settings>__]<env>__<time>)")
+                                 "<preset>-s<seed>-<env tag>-<4 hex>__[<changed settings>__]<env>__<time>)",
+                                 output=True)
     param_dir: str = _flag("param", "each run's policy, snapshots, checkpoint and figures go into "
                            "<param-dir>/<run name>/; the latest finished run's policy is copied to "
-                           "<param-dir>/net_param/")
-    save_every: int = _flag(50, "write a numbered snapshot every N updates (0: never)")
-    keep_snapshots: int = _flag(3, "numbered snapshots to keep")
-    plots: bool = _flag(True, "draw the run's figures into <param-dir>/<run name>/img at the end")
-    quiet: bool = _flag(False, "no progress bar")
+                           "<param-dir>/net_param/", output=True)
+    save_every: int = _flag(50, "write a numbered snapshot every N updates (0: never)",
+                            output=True, resumable=True)
+    keep_snapshots: int = _flag(3, "numbered snapshots to keep", output=True, resumable=True)
+    plots: bool = _flag(True, "draw the run's figures into <param-dir>/<run name>/img at the end",
+                        output=True)
+    quiet: bool = _flag(False, "no progress bar", output=True, resumable=True)
 
 
 # Presets are configurations of the same code: only the values differ.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The default scaled up for precision: 5.3x the env steps from 4x the envs, minibatches
-    # 8x larger (1,960 gradient steps against the default's 2,960, each on 8x the samples),
-    # the bonus decaying over the first two thirds (1,200,000 steps: 0.6 better, 2.3x the time).
+    # 8x larger (fewer gradient steps than the default, each on 8x the samples), the bonus
+    # decaying over the first two thirds; a longer budget buys little for its time (the docs).
     "best": dict(num_envs=64, batch_size=4096, total_timesteps=800_000, explore_decay_steps=533_333,
                  eval_every=32_768, ent_coef=0.05),
     # An earlier default: a wider network, smaller minibatches, a constant small entropy
@@ -364,6 +378,21 @@ class CountBonus:
 # ---------------------------------------------------------------------------------------
 # 5. The PPO agent
 # ---------------------------------------------------------------------------------------
+def sample_actions(log_probs: np.ndarray, rng: np.random.Generator | None = None,
+                   greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An action for each row of log pi(.|s) = log_softmax(logits), and its log pi(a|s).
+    Greedy: argmax pi. Otherwise a draw from pi itself, a ~ Categorical(softmax(logits)), by
+    inverse CDF: the first action whose cumulative probability reaches a uniform u. (The
+    tutorial drew from softmax of the probabilities, a flatter distribution than pi.)"""
+    if greedy:
+        actions = log_probs.argmax(-1)
+    else:
+        u = rng.random((len(log_probs), 1))
+        # the cumulative sum may end a rounding error below 1: never past the last action
+        actions = np.minimum((u > np.cumsum(np.exp(log_probs), -1)).sum(-1), log_probs.shape[1] - 1)
+    return actions, np.take_along_axis(log_probs, actions[:, None], -1)[:, 0]
+
+
 def log_prob_of(log_probs: paddle.Tensor, actions: paddle.Tensor) -> paddle.Tensor:
     """log pi(a|s) of each row's action, picked from the table log pi(.|s) in one batched
     gather (the tutorial looped over rows in Python)."""
@@ -443,7 +472,7 @@ class PPO:
     # -- acting ---------------------------------------------------------------------
     def select_action(self, state: np.ndarray, greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Sample actions for a batch of raw states; returns (actions, log pi(a|s))."""
-        log_probs = self.acting_actor.log_probs(state)  # = log_softmax(actor_net.logits(state))
+        log_probs = self.acting_actor.log_probs(state)  # = log_softmax(actor_net.logits(state)), in numpy
         return sample_actions(log_probs, self.rng, greedy)
 
     @paddle.no_grad()
@@ -632,7 +661,7 @@ def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
     """Continue a run from its checkpoint, as `train --resume PATH` does; `changes` may set
     e.g. total_timesteps=300_000. Returns the summary, like `train`."""
     checkpoint = read_checkpoint(path, Args)
-    return train(Args(**resumed_config(checkpoint["config"], changes)), checkpoint)
+    return train(Args(**resumed_config(checkpoint["config"], changes, Args)), checkpoint)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ matrix rate, and where a minibatch step's time goes.
 2. Rate: Paddle's float32 matmul at the update's own shapes (each layer forward, and its two
    backward products), on 1 and on 2 threads, each in a fresh process.
 3. Efficiency: the floor (work / rate) against the measured `PPO.update` on a full buffer.
-4. Profile: one minibatch step by phase (the same calls as `PPO._minibatch_step`, timed one
-   phase at a time): the shuffle and split, forward, loss, backward, clipping, Adam, clearing
-   the gradients, the losses' host transfer.
+4. Profile: the script's own `PPO.update` by phase, its calls timed where they are made
+   (the functions `PPO._minibatch_step` calls, wrapped): forward, loss, backward, clipping,
+   Adam, clearing the gradients and the step's own arithmetic per minibatch step; the shuffle
+   and split and the rest of the update (values, advantages, diagnostics) per step.
 
     python benchmarks/floor.py                       # the default preset
     python benchmarks/floor.py --preset best
@@ -18,6 +19,8 @@ matrix rate, and where a minibatch step's time goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import math
 import os
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -122,59 +126,80 @@ def time_updates(args, repeats: int) -> float:
     return statistics.median(times[1:])
 
 
+@contextlib.contextmanager
+def timed_calls(places: dict[str, list[tuple[Any, str]]]) -> Iterator[dict[str, float]]:
+    """Wrap each function `getattr(owner, name)` so that the seconds of its calls add up under
+    its phase (a call within a call of the same phase counts once); put them back after."""
+    spent, depth = dict.fromkeys(places, 0.0), dict.fromkeys(places, 0)
+
+    def timer(fn: Callable, phase: str) -> Callable:
+        @functools.wraps(fn)
+        def timed(*a: Any, **kw: Any) -> Any:
+            depth[phase] += 1
+            start = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                depth[phase] -= 1
+                if not depth[phase]:
+                    spent[phase] += time.perf_counter() - start
+        return timed
+    wrapped = [(owner, name, vars(owner).get(name)) for owners in places.values() for owner, name in owners]
+    for phase, owners in places.items():
+        for owner, name in owners:
+            setattr(owner, name, timer(getattr(owner, name), phase))
+    try:
+        yield spent
+    finally:
+        for owner, name, own in reversed(wrapped):
+            if own is None:  # it was the class's: uncover it
+                delattr(owner, name)
+            else:
+                setattr(owner, name, own)
+
+
 def profile_step(args, steps: int) -> dict[str, float]:
-    """Median microseconds per minibatch step of each phase of `PPO._minibatch_step`."""
-    import numpy as np
+    """Microseconds per minibatch step of each phase of the script's own `PPO.update` (medians
+    over the steps; the shuffle and the rest of the update per step, averaged): its calls are
+    timed where they are made, by wrapping the functions `PPO._minibatch_step` calls."""
     import paddle
     import paddle.nn.functional as F
     import ppo_mountaincar as pm
     agent, fill = filled_agent(args)
+    places = {"forward": [(pm.Actor, "logits_of_normalised"), (pm.Critic, "value_of_normalised")],
+              "loss": [(pm, "normalised"), (pm, "log_prob_of"), (pm, "clipped_surrogate"), (pm, "entropy_of"),
+                       (F, "log_softmax"), (F, "mse_loss")],
+              "backward": [(paddle.Tensor, "backward")], "clip": [(pm, "clip_grad_global_norm")],
+              "Adam": [(agent.optimizer, "step")], "clear_grad": [(agent.optimizer, "clear_grad")],
+              "shuffle and split": [(pm.Minibatch, "shuffled_into")]}
+    per_step: dict[str, list[float]] = {k: [] for k in [*places, "the step's own arithmetic"] if k != "shuffle and split"}
+    step, update_seconds, done = agent._minibatch_step, 0.0, 0
+
+    def recorded(minibatch: Any) -> Any:
+        before, start = dict(spent), time.perf_counter()
+        out = step(minibatch)
+        total = time.perf_counter() - start
+        inside = {k: spent[k] - before[k] for k in per_step if k in spent}
+        for k, v in inside.items():
+            per_step[k].append(v)
+        per_step["the step's own arithmetic"].append(total - sum(inside.values()))
+        return out
     fill()
-    buffer = agent.buffer
-    obs = buffer.flat("obs")
-    values, next_values = agent.values_of(obs, buffer.flat("next_obs"))
-    adv, ret = buffer.compute_returns(values.reshape(buffer.size, -1), next_values.reshape(buffer.size, -1),
-                                      args.gamma, args.gae_lambda)
-    with paddle.no_grad():
-        batch = pm.Minibatch(agent.obs_norm(paddle.to_tensor(obs)), *(paddle.to_tensor(x) for x in (
-            buffer.flat("actions"), buffer.flat("logprobs"), adv.reshape(-1), ret.reshape(-1))))
-    samples = len(batch.actions)
-    sizes = [min(args.batch_size, samples - s) for s in range(0, samples, args.batch_size)]
-    phases: dict[str, list[float]] = {k: [] for k in ("shuffle and split", "forward", "loss", "backward",
-                                                       "clip", "Adam", "clear_grad", "host transfer")}
-    losses, done = [], 0
-    while done < steps:
-        t = time.perf_counter()
-        minibatches = list(batch.shuffled_into(sizes, agent.rng))
-        phases["shuffle and split"].append((time.perf_counter() - t) / len(minibatches))
-        for mb in minibatches:
-            t0 = time.perf_counter()
-            log_probs = F.log_softmax(agent.actor_net.logits_of_normalised(mb.obs), axis=-1)
-            value = agent.critic_net.value_of_normalised(mb.obs)
-            t1 = time.perf_counter()
-            a = pm.normalised(mb.advantages) if args.norm_adv else mb.advantages
-            policy_loss = pm.clipped_surrogate(pm.log_prob_of(log_probs, mb.actions), mb.old_logp, a, args.clip)
-            value_loss = F.mse_loss(value, mb.returns)
-            loss = policy_loss - agent.ent_coef * pm.entropy_of(log_probs) + value_loss
-            t2 = time.perf_counter()
-            loss.backward()
-            t3 = time.perf_counter()
-            pm.clip_grad_global_norm(agent.params, args.max_grad_norm)
-            t4 = time.perf_counter()
-            agent.optimizer.step()
-            t5 = time.perf_counter()
-            agent.optimizer.clear_grad()
-            t6 = time.perf_counter()
-            losses.append(paddle.stack([policy_loss, value_loss]).detach())
-            t7 = time.perf_counter()
-            for name, a0, a1 in (("forward", t0, t1), ("loss", t1, t2), ("backward", t2, t3), ("clip", t3, t4),
-                                 ("Adam", t4, t5), ("clear_grad", t5, t6), ("host transfer", t6, t7)):
-                phases[name].append(a1 - a0)
-            done += 1
-    t = time.perf_counter()
-    np.asarray(paddle.stack(losses).numpy())  # once per update
-    phases["host transfer"] = [x + (time.perf_counter() - t) / len(losses) for x in phases["host transfer"]]
-    return {k: 1e6 * statistics.median(v) for k, v in phases.items()}
+    agent.update()  # warms up
+    agent._minibatch_step = recorded
+    with timed_calls(places) as spent:
+        while done < steps:
+            fill()
+            start = time.perf_counter()
+            agent.update()
+            update_seconds += time.perf_counter() - start
+            done = len(per_step["forward"])
+    del agent._minibatch_step
+    medians = {k: 1e6 * statistics.median(v) for k, v in per_step.items()}
+    in_steps = sum(sum(v) for v in per_step.values())
+    medians["shuffle and split"] = 1e6 * spent["shuffle and split"] / done
+    medians["the rest of the update"] = 1e6 * (update_seconds - in_steps - spent["shuffle and split"]) / done
+    return medians
 
 
 def main() -> None:
@@ -205,7 +230,7 @@ def main() -> None:
           f"efficiency against the 1-thread floor: {floor_1 / update:.0%}\n")
     profile = profile_step(args, a.profile_steps)
     total = sum(profile.values())
-    print("| phase of a minibatch step | us (median) | share |\n|---|---:|---:|")
+    print("| phase, per minibatch step | us | share |\n|---|---:|---:|")
     for name, us in profile.items():
         print(f"| {name} | {us:.0f} | {us / total:.0%} |")
     print(f"| total | {total:.0f} | |")

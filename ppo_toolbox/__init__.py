@@ -5,7 +5,7 @@ reader needs to follow the algorithm. One job per module:
     startup        a Ctrl-C or SIGTERM while the command line starts: one line
     cpu            the CPU math libraries' settings (one BLAS thread; MKL's fast path on AMD)
     kernels        faster stand-ins for Paddle layers at the update's small shapes
-    settings       limits and range checks of the settings, the device, names for runs
+    settings       each setting's roles (read from `Args`), limits and range checks, the device
     acting         `NumpyNet`: an exact numpy copy of a network, for acting and drawing
     envs           making Gymnasium envs, and MountainCar-v0 batched in numpy
     safe_pickle    reading a pickle from anyone without running or building anything it asks
@@ -26,7 +26,12 @@ reader needs to follow the algorithm. One job per module:
     tune           hyperparameter search with Optuna (imports the script)
     cli            the command line (imports the script)
 
-The arrows run one way: `ppo_mountaincar` imports the toolbox, the toolbox never imports
-it, except its top layer (`cli`, `tune`, `export`), which drives it. A module's docstring says what
-it may import.
+The arrows run one way: `ppo_mountaincar` imports the toolbox, the toolbox does not import it,
+with two exceptions. The top layer (`cli`, `tune`, `export`) drives the script: the command
+line's flags are the fields of its `Args`, `tune` runs its `train`, `export` rebuilds its
+`Actor`; the script imports the top layer only when run as a command, after it has loaded, so
+the circle never closes while modules load, and handing these three their script instead
+would thread a module through every command for no reader's gain. And `evaluation` acts by
+the script's `sample_actions`, imported when a policy is made: the sampling rule is what the
+script teaches, so it is written there, once. A module's docstring says what it may import.
 """

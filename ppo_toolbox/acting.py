@@ -1,8 +1,8 @@
-"""Acting in numpy: `NumpyNet`, an exact numpy copy of an Actor or a Critic, and
-`sample_actions`, which draws actions from pi. Paddle's eager mode costs 10-20 microseconds
-per operation whatever the tensor size, so a forward pass for 16 states costs several times
-more in Paddle than in numpy, and the rollout makes one per step; evaluation, replay and the
-figures use the same copy. Imports numpy and paddle only."""
+"""Acting in numpy: `NumpyNet`, an exact numpy copy of an Actor or a Critic, whose
+`log_probs` the script's `sample_actions` draws actions from. Paddle's eager mode costs
+10-20 microseconds per operation whatever the tensor size, so a forward pass for 16 states
+costs several times more in Paddle than in numpy, and the rollout makes one per step;
+evaluation, replay and the figures use the same copy. Imports numpy and paddle only."""
 from __future__ import annotations
 
 from typing import Any
@@ -68,14 +68,3 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
-
-def sample_actions(log_probs: np.ndarray, rng: np.random.Generator | None = None,
-                   greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """An action for each row of log pi(.|s), and its log-probability log pi(a|s).
-    Samples from pi itself, by inverse CDF with one uniform draw per row."""
-    if greedy:
-        actions = log_probs.argmax(-1)
-    else:
-        u = rng.random((len(log_probs), 1))
-        actions = np.minimum((u > np.cumsum(np.exp(log_probs), -1)).sum(-1), log_probs.shape[1] - 1)
-    return actions, np.take_along_axis(log_probs, actions[:, None], -1)[:, 0]

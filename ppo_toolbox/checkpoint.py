@@ -15,13 +15,10 @@ import numpy as np
 from .errors import UsageError
 from .network_files import check_weights, expected_shapes, load_weights
 from .param_files import PARAM_FORMAT, load_state, numpy_state, save_pickle
-from .settings import validate
+from .settings import validate, with_role
 
 CHECKPOINT = "checkpoint.ckpt"
 COUNTERS = ("global_step", "episodes_done", "rollouts", "gradient_steps", "next_eval")
-# Settings that may change when a run is resumed; the rest come from the checkpoint.
-RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "device", "eval_every", "eval_episodes",
-                   "target_return", "save_every", "keep_snapshots", "logdir"}
 
 
 def write_checkpoint(path: Path, args: Any, run_name: str, agent: Any, bonus: Any, keeper: Any,
@@ -182,9 +179,11 @@ def _envs_fit(saved: Any, num_envs: int) -> bool:
         return False
 
 
-def resumed_config(config: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's settings with `changes`, which may only touch RESUMABLE_FLAGS."""
-    fixed = sorted(k for k, v in changes.items() if k not in RESUMABLE_FLAGS and v != config.get(k))
+def resumed_config(config: dict[str, Any], changes: dict[str, Any], args_class: type) -> dict[str, Any]:
+    """A checkpoint's settings with `changes`, which may only touch the resumable settings of
+    `args_class` (the script's `Args`)."""
+    resumable = with_role(args_class, "resumable")
+    fixed = sorted(k for k, v in changes.items() if k not in resumable and v != config.get(k))
     if fixed:
         raise UsageError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
                          "start a new run for other settings")

@@ -136,7 +136,7 @@ def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None)
     checkpoint's config is the base and only its resumable settings may change."""
     given = given_flags(ns)
     if resumed is not None:
-        return pm.Args(**resumed_config(resumed, given))
+        return pm.Args(**resumed_config(resumed, given, pm.Args))
     return pm.preset_args(given.pop("preset", "default"), **given)
 
 
@@ -275,7 +275,7 @@ def _eval_policy(ns: argparse.Namespace, trusted_env: str | None) -> tuple[Any, 
     Inference) or its policy.onnx (onnxruntime)."""
     path = Path(ns.path)
     if path.is_dir() or path.suffix == ".onnx":
-        from .acting import log_softmax, sample_actions
+        from .acting import log_softmax
         from .export import ExportedPolicy, read_info
         folder = path if path.is_dir() else path.parent
         info = read_info(folder)
@@ -283,7 +283,7 @@ def _eval_policy(ns: argparse.Namespace, trusted_env: str | None) -> tuple[Any, 
         exported, rng = ExportedPolicy(folder, "onnx" if path.suffix == ".onnx" else "paddle"), np.random.default_rng(ns.seed)
 
         def policy(obs: np.ndarray) -> np.ndarray:
-            return sample_actions(log_softmax(exported.logits(obs)), rng, not ns.stochastic)[0]
+            return pm.sample_actions(log_softmax(exported.logits(obs)), rng, not ns.stochastic)[0]
         return policy, env_id
     actor = read_network(ns.path, "actor")
     env_id = env_for(actor.meta, ns.env_id, trusted_env)

@@ -1,7 +1,8 @@
 """Evaluating a policy: a policy from a saved actor (`load_policy`), greedy evaluation on
 many episodes at once (`evaluate`), one episode played step by step (`play_episode`), what
 success means in an env (`success_rule`), and the env an actor file fits (`env_for`).
-Imports numpy, gymnasium, `errors`, `settings`, `acting`, `envs` and `network_files`."""
+Imports numpy, gymnasium, `errors`, `settings`, `acting`, `envs` and `network_files`, and the
+script's `sample_actions` when it makes a policy."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from .acting import NumpyNet, sample_actions
+from .acting import NumpyNet
 from .envs import make_env, make_vec_env
 from .errors import UsageError
 from .network_files import read_network
@@ -57,7 +58,9 @@ def check_episode_seeds(seed: int, episodes: int) -> None:
 
 
 def make_policy(actor: NumpyNet, greedy: bool = True, seed: int = 0) -> Policy:
-    """A callable mapping a batch of raw observations (N, obs_dim) to actions (N,)."""
+    """A callable mapping a batch of raw observations (N, obs_dim) to actions (N,), by the
+    script's sampling rule (`sample_actions`: the rule it teaches, read there)."""
+    from ppo_mountaincar import sample_actions  # at call time: the script imports this module
     rng = np.random.default_rng(seed)
     return lambda obs: sample_actions(actor.log_probs(obs), rng, greedy)[0]
 

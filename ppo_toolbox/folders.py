@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .settings import SHORT_NAMES
+from .settings import short_names
 
 
 def run_label(args: Any, changed: dict[str, Any]) -> str:
@@ -20,7 +20,8 @@ def run_label(args: Any, changed: dict[str, Any]) -> str:
     Whole settings only (a cut value would read as another value), "+N" for those left out."""
     def shown_value(v: Any) -> str:
         return "x".join(map(str, v)) if isinstance(v, tuple) else f"{v:.3g}" if isinstance(v, float) else str(v)
-    changes = [f"{SHORT_NAMES.get(k, k)}={shown_value(v)}" for k, v in changed.items()]
+    short = short_names(args)
+    changes = [f"{short[k]}={shown_value(v)}" for k, v in changed.items()]
     shown = [c for i, c in enumerate(changes) if len(",".join(changes[:i + 1])) <= 60]
     return ",".join(shown + ([f"+{len(changes) - len(shown)}"] if len(shown) < len(changes) else []))
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .settings import SHORT_NAMES
+from .settings import short_names
 
 
 def progress_bar_class() -> type:
@@ -147,7 +147,7 @@ class Logbook:
             self.writer.add_scalar(tag, float(value), global_step)
         # Each column under its short name; the full config is in the text tab
         settings = dataclasses.asdict(self.args)
-        hparams = {SHORT_NAMES.get(k, k): settings[k] if isinstance(settings[k], (int, float, str))
+        hparams = {short_names(self.args)[k]: settings[k] if isinstance(settings[k], (int, float, str))
                    and not isinstance(settings[k], bool) else str(settings[k]) for k in self.columns}
         self.writer.add_hparams(hparams, list(finals))
 

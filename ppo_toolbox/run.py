@@ -226,7 +226,7 @@ class Run:
                   f"  (in Python: resume({str(checkpoint)!r}))", file=sys.stderr)
         else:
             # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
-            # display exactly (-109.17 would show as -109.16999816894531); short names, see SHORT_NAMES
+            # display exactly (-109.17 would show as -109.16999816894531); short names, see settings.ROLES
             finals = {"return": round(best["mean_return"] * 8) / 8} if self.keeper.history else {}
             if self.keeper.history and best["success_rate"] is not None:
                 finals["success"] = round(100 * best["success_rate"])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .settings import parse_sizes, validate
+from .settings import parse_sizes, validate, with_role
 
 
 # The default search space: ranges a PPO practitioner would accept. A JSON file of the same
@@ -32,10 +32,6 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "explore_bonus": dict(type="float", low=0.0, high=10.0),
     "explore_decay_steps": dict(type="int", low=20_000, high=300_000, log=True),
 }
-# Settings that say where a run writes or how it reports, not how it learns: never searched.
-NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "run_name", "quiet", "plots",
-                  "save_every", "keep_snapshots", "eval_every", "eval_episodes", "target_return",
-                  "fast_env", "episodes", "total_timesteps"}
 
 
 def read_space(path: str) -> Any:
@@ -81,11 +77,11 @@ def check_space(space: Any, fixed: dict[str, Any], base: Any) -> dict[str, dict[
     if not isinstance(space, dict) or not space:
         raise UsageError("the search space must be a JSON object of parameters, e.g. "
                          '{"actor_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true}}')
-    fields = {f.name: f for f in dataclasses.fields(base)}
+    searchable = with_role(base, "searchable")  # each field of Args says whether tune may search it
     for name, spec in space.items():
-        if name not in fields or name in NOT_SEARCHABLE:
+        if name not in searchable:
             raise UsageError(f"unknown parameter '{name}' in the search space; searchable: "
-                             + ", ".join(sorted(set(fields) - NOT_SEARCHABLE)))
+                             + ", ".join(sorted(searchable)))
         kind = spec.get("type") if isinstance(spec, dict) else None
         if kind == "categorical":
             choices = spec.get("choices")

@@ -1,6 +1,8 @@
-"""What the settings of a run may be: the limits past which a setting is a typo, the range
-checks with a sentence each, the device, and the short names VisualDL shows. Works on any
-`Args` dataclass instance (the script's); imports only `errors` and `envs` of the toolbox."""
+"""What the settings of a run may be: each setting's roles (its short name, whether it is
+output only, may change on resume, may be searched), read from the metadata of its field of
+`Args`; the limits past which a setting is a typo, the range checks with a sentence each, and
+the device. Works on any `Args` dataclass (the script's); imports only `errors` and `envs` of
+the toolbox."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +10,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UsageError
 
@@ -24,19 +26,64 @@ MAX_BONUS_CELLS = 2**20       # the count table (8 MB, saved in every checkpoint
 MAX_LAYERS = 8                # hidden layers a network file may describe
 MAX_STEPS = 10**10            # any count of env steps (VisualDL keeps steps as 64-bit ints)
 
-# Settings that say where a run writes or how it reports, not what it learns.
-OUTPUT_SETTINGS = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
-# Names for run names and VisualDL's HParams panel, at most 7 characters: its parallel-
-# coordinates view shortens a label wider than its column in a loop that never ends when
-# the label is too long (VisualDL 2.5.3), freezing the browser tab.
-SHORT_NAMES = {"env_id": "env", "total_timesteps": "steps", "episodes": "eps", "max_episode_steps": "maxlen",
-               "fast_env": "fastenv", "num_envs": "envs", "num_steps": "nsteps", "update_on_episode_end": "epupd",
-               "gae_lambda": "lam", "update_epochs": "epochs", "batch_size": "bs", "actor_lr": "alr",
-               "critic_lr": "clr", "anneal_lr": "annlr", "max_grad_norm": "gclip", "ent_coef": "ent",
-               "anneal_ent": "annent", "norm_adv": "normadv", "target_kl": "kl", "hidden_sizes": "h",
-               "activation": "act", "norm_obs": "normobs", "explore_bonus": "bonus", "explore_bins": "bins",
-               "explore_decay_steps": "bdecay", "eval_every": "evalint", "eval_episodes": "evaleps",
-               "target_return": "target"}
+# The roles of a setting, written beside it in the script's `Args` as keywords of its field
+# (`_flag(150_000, "...", short="steps", resumable=True)`), each with its default:
+ROLES = dict(
+    # its name in run names and VisualDL's HParams panel, at most 7 characters: the panel's
+    # parallel-coordinates view shortens a wider label in a loop that never ends (VisualDL
+    # 2.5.3), freezing the browser tab. Unset: the name, or its first 7 letters and digits.
+    short=None,
+    output=False,      # it says where a run writes or how it reports, not what it learns
+    resumable=False,   # it may change when a run is resumed (the rest come from the checkpoint)
+    searchable=None,   # `tune` may search it (unset: unless it is an output setting)
+)
+MAX_SHORT_NAME = 7
+
+
+class Roles(NamedTuple):
+    """A setting's roles, the defaults of ROLES filled in."""
+
+    short: str
+    output: bool
+    resumable: bool
+    searchable: bool
+
+
+def roles(args: Any) -> dict[str, Roles]:
+    """Each setting's roles, read from its field's metadata (`args`: the Args class or an
+    instance), the defaults filled in."""
+    found: dict[str, Roles] = {}
+    for f in dataclasses.fields(args):
+        given = {**ROLES, **{k: v for k, v in f.metadata.items() if k in ROLES}}
+        short = given["short"] or "".join(c for c in f.name if c.isalnum())[:MAX_SHORT_NAME]
+        searchable = not given["output"] if given["searchable"] is None else given["searchable"]
+        found[f.name] = Roles(short, bool(given["output"]), bool(given["resumable"]), bool(searchable))
+        _check_roles(f, found)
+    return found
+
+
+def _check_roles(f: dataclasses.Field, found: dict[str, Roles]) -> None:
+    """A role misspelt, a short name too long or taken, an output setting searched: a mistake
+    in `Args`, said when the roles are first read (every run reads them)."""
+    r, unknown = found[f.name], set(f.metadata) - set(ROLES) - {"help", "choices"}
+    taken = [name for name, other in found.items() if other.short == r.short and name != f.name]
+    for wrong, message in ((unknown, f"unknown role {', '.join(sorted(unknown))} (roles: {', '.join(ROLES)})"),
+                           (not (r.short.isalnum() and len(r.short) <= MAX_SHORT_NAME),
+                            f"short name {r.short!r} must be 1 to {MAX_SHORT_NAME} letters and digits"),
+                           (taken, f"short name {r.short!r} is {', '.join(taken)}'s already"),
+                           (r.output and r.searchable, "an output setting is never searched: drop searchable=True")):
+        if wrong:
+            raise ValueError(f"Args.{f.name}: {message}")
+
+
+def short_names(args: Any) -> dict[str, str]:
+    """Each setting's name in run names and VisualDL's HParams panel, e.g. {"total_timesteps": "steps", ...}."""
+    return {name: r.short for name, r in roles(args).items()}
+
+
+def with_role(args: Any, role: str) -> set[str]:
+    """The settings with a role: "output", "resumable" or "searchable"."""
+    return {name for name, r in roles(args).items() if getattr(r, role)}
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -61,7 +108,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 def changed_settings(args: Any, preset: Any) -> dict[str, Any]:
     """The training settings in which `args` differs from `preset` (seed and env apart)."""
     return {k: v for k, v in dataclasses.asdict(args).items()
-            if k not in OUTPUT_SETTINGS | {"seed", "env_id", "preset"} and v != getattr(preset, k)}
+            if k not in with_role(args, "output") | {"seed", "env_id", "preset"} and v != getattr(preset, k)}
 
 
 def network_weights(sizes: list[int]) -> int:

@@ -1,6 +1,7 @@
 """The command line (ppo_toolbox/cli.py): help, and mistakes that end in one line and exit code 2."""
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,10 +47,25 @@ def test_the_real_command_ends_with_the_same_line_and_exit_code_2(argv, words, t
     assert "Traceback" not in proc.stderr
 
 
-def test_help_documents_every_training_flag():
-    out = cli("--help").stdout
-    for f in dataclasses.fields(pm.Args):
-        assert "--" + f.name.replace("_", "-") in out
+# Key flags as a user reads them, with the default preset's values written out here (not read
+# from the Args that generates the help), and a value each to set
+KEY_FLAGS = [("--preset", "default", "best"), ("--total-timesteps", "150000", 9000), ("--num-envs", "16", 4),
+             ("--hidden-sizes", "64,64", (32,)), ("--actor-lr", "0.003", 0.001), ("--ent-coef", "0.08", 0.5),
+             ("--param-dir", "param", "elsewhere")]
+
+
+def test_help_documents_the_key_flags_and_each_sets_its_setting(capsys):
+    with pytest.raises(SystemExit) as e:
+        ppo_cli.main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # as one line: argparse wraps at any space
+    assert e.value.code == 0
+    for flag, default, value in KEY_FLAGS:
+        assert re.search(rf"{flag} \S+ [^[]*\[default preset: {re.escape(default)}\]", shown), flag
+        typed = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        args = ppo_cli.args_from_cli(ppo_cli.parse_command_line([flag, typed]))
+        assert getattr(args, flag[2:].replace("-", "_")) == value, flag
+    assert "--anneal-ent, --no-anneal-ent" in shown
+    assert ppo_cli.args_from_cli(ppo_cli.parse_command_line(["--no-anneal-ent"])).anneal_ent is False
 
 
 def test_bad_hyperparameters_write_nothing(tmp_path):

@@ -36,17 +36,23 @@ def test_param_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_older_plain_paddle_state_dicts_still_load(tmp_path):
-    # what paddle.save of a bare state dict writes: no meta entry
-    paddle.save(pm.Actor(2, 3).state_dict(), str(tmp_path / "old.param"))
-    state = param_files.load_state(tmp_path / "old.param")
-    assert "net.0.weight" in state and state["net.0.weight"].shape == (2, 128)
+    # what the tutorial's save_param wrote, paddle.save of a bare state dict (no description),
+    # here for another env and width than the tutorial's: load_actor reads both from the shapes
+    paddle.seed(3)
+    old = TutorialActor(4, 2, hidden=32)
+    paddle.save(old.state_dict(), str(tmp_path / "old.param"))
+    actor = pm.load_actor(tmp_path / "old.param")
+    assert [list(layer.weight.shape) for layer in actor.net if isinstance(layer, nn.Linear)] == [[4, 32], [32, 2]]
+    x = np.random.default_rng(2).normal(size=(256, 4)).astype(np.float32)
+    with paddle.no_grad():
+        assert np.array_equal(actor(paddle.to_tensor(x)).numpy(), old(paddle.to_tensor(x)).numpy())
 
 
 class TutorialActor(nn.Layer):
-    def __init__(self, num_state=2, num_action=3):
+    def __init__(self, num_state=2, num_action=3, hidden=128):
         super().__init__()
-        self.fc1 = nn.Linear(num_state, 128)
-        self.action_head = nn.Linear(128, num_action)
+        self.fc1 = nn.Linear(num_state, hidden)
+        self.action_head = nn.Linear(hidden, num_action)
 
     def forward(self, x):
         return F.softmax(self.action_head(F.relu(self.fc1(x))), axis=1)

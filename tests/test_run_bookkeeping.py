@@ -48,7 +48,7 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
     metrics = [m.name for m in hparams.hparam.metricInfos]
     assert metrics == ["return", "success", "seconds"]
     # a label longer than 7 characters can freeze VisualDL's parallel-coordinates view
-    assert max(len(name) for name in [*values, *metrics, *settings.SHORT_NAMES.values()]) <= 7
+    assert max(len(name) for name in [*values, *metrics, *settings.short_names(pm.Args).values()]) <= 7
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for metric in metrics:  # every metric the HParams panel shows is a logged scalar
         assert scalars[metric]
@@ -165,7 +165,10 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
     ckpt = load_checkpoint(net / checkpoint.CHECKPOINT)
     assert ckpt["counters"]["rollouts"] == 2  # the last good one
     assert np.isfinite(ckpt["actor"]["net.0.weight"]).all()
-    assert not (net / "actor_net.param").exists() or np.isfinite(param_files.load_state(net / "actor_net.param")["net.0.weight"]).all()
+    # the last good snapshot is there, the checkpoint's weights; no file holds the poisoned ones
+    last = param_files.load_state(net / "actor_net_000002.param")
+    assert np.array_equal(last["net.0.weight"], ckpt["actor"]["net.0.weight"])
+    assert all(np.isfinite(param_files.load_state(f)["net.0.weight"]).all() for f in net.glob("*.param"))
 
 
 def test_two_trainings_in_one_folder_never_share_files(tmp_path):
