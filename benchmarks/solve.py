@@ -192,7 +192,9 @@ def main() -> None:
           + f" | {statistics.median(r['process_seconds'] for r in rows):.2f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
-    shown = [x for x in sys.argv[1:] if x != "--markdown" and Path(x) not in a.markdown]
+    argv = sys.argv[1:]  # the command as shown in the pages: without the pages and a --json file
+    shown = [x for i, x in enumerate(argv) if x not in ("--markdown", "--json") and Path(x) not in a.markdown
+             and not (i and argv[i - 1] == "--json")]
     for page in a.markdown:
         markdown(rows, page, "python benchmarks/solve.py " + shlex.join(shown), a.code)
 
