@@ -112,10 +112,11 @@ def _git(code: Path, *argv: str) -> str:
 
 
 def provenance(command: str, code: Path = ROOT) -> dict[str, str]:
-    """What a measured table must say: the commit (with -dirty when its Python files have
-    uncommitted changes), the date, the CPU, the Paddle version and the command."""
+    """What a measured table must say: the commit (with -dirty when the code that made the
+    numbers has uncommitted changes), the date, the CPU, the Paddle version and the command."""
     commit = _git(code, "rev-parse", "--short=7", "HEAD") or "unknown"
-    if _git(code, "status", "--porcelain", "--", "*.py"):
+    if _git(code, "status", "--porcelain", "--", "ppo_mountaincar.py", "ppo_toolbox", "benchmarks", "docs/make_figures.py",
+            "param/pretrained"):
         commit += "-dirty"
     cpu = platform.processor() or platform.machine()
     try:
@@ -125,7 +126,7 @@ def provenance(command: str, code: Path = ROOT) -> dict[str, str]:
         pass
     paddle = next((v for v in (_version(n) for n in ("paddlepaddle", "paddlepaddle-gpu")) if v), "unknown")
     return dict(commit=commit, date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                cpu=f"{cpu}, {os.cpu_count()} cores", paddle=paddle, command=command)
+                cpu=cpu, cores=str(os.cpu_count()), paddle=paddle, command=command)
 
 
 def _version(name: str) -> str | None:
@@ -148,9 +149,9 @@ def write_between_markers(page: Path, name: str, text: str) -> None:
 def markdown(rows: list[dict], page: Path, command: str, code: Path = ROOT) -> None:
     f = provenance(command, code)
     if "zh" in page.parts:
-        said = (f"由 `{f['command']}` 生成：提交 {f['commit']}，{f['date']}，{f['cpu']}，Paddle {f['paddle']}。")
+        said = (f"由 `{f['command']}` 生成：提交 {f['commit']}，{f['date']}，{f['cpu']}，{f['cores']} 核，Paddle {f['paddle']}。")
     else:
-        said = (f"Made by `{f['command']}` at commit {f['commit']} on {f['date']} ({f['cpu']}, "
+        said = (f"Made by `{f['command']}` at commit {f['commit']} on {f['date']} ({f['cpu']}, {f['cores']} cores, "
                 f"Paddle {f['paddle']}).")
     write_between_markers(page, "solve.py", said + "\n\n" + table(rows, "zh" if "zh" in page.parts else "en"))
 

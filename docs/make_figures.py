@@ -40,13 +40,13 @@ def main() -> None:
     facts = provenance(COMMAND)
     sizes = {p.name: p.stat().st_size // 1024 for p in sorted(IMG.glob("*.*"))}
     for page, text in (("docs/results.md",
-                        f"The pictures: {COMMAND} at {facts['commit']} on {facts['date']} ({facts['cpu']}, "
+                        f"The pictures: `{COMMAND}` at commit {facts['commit']} on {facts['date']} ({facts['cpu']}, {facts['cores']} cores, "
                         f"Paddle {facts['paddle']}). The GIF is the shipped policy's first held-out episode "
                         f"({episode['steps']} steps); the curve is the run `--seed 1` of that commit on that "
                         "machine; the maps are the shipped policy's. Sizes: "
                         + ", ".join(f"{k} {v} KB" for k, v in sizes.items()) + "."),
                        ("docs/zh/results.md",
-                        f"图片：{facts['date']} 在 {facts['commit']} 上用 {COMMAND} 生成（{facts['cpu']}，"
+                        f"图片：{facts['date']} 在提交 {facts['commit']} 上用 `{COMMAND}` 生成（{facts['cpu']}，{facts['cores']} 核，"
                         f"Paddle {facts['paddle']}）。动图是随附策略在第一个留出回合上的表现（{episode['steps']} 步）；"
                         "曲线是该提交在该机器上 `--seed 1` 的那次训练；策略图画的是随附策略。文件大小："
                         + "，".join(f"{k} {v} KB" for k, v in sizes.items()) + "。")):
