@@ -342,7 +342,7 @@ def test_the_english_notebook_runs_top_to_bottom(tmp_path):
     notebook = nbformat.read(ROOT / NOTEBOOKS[0], as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path / "notebooks")}}).execute()
-    outputs = [o for cell in notebook.cells for o in cell.outputs]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
     assert "Warning" not in stderr, stderr
