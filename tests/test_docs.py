@@ -9,6 +9,7 @@ import re
 import shlex
 import tokenize
 import unicodedata
+from collections import Counter
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -153,8 +154,8 @@ def test_both_languages_show_the_same_commands(english, chinese):
 
 @pytest.mark.parametrize("english,chinese", PAIRS)
 def test_both_languages_quote_the_same_numbers(english, chinese):
-    en, zh = set(NUMBER.findall(text(english))), set(NUMBER.findall(text(chinese)))
-    assert en == zh, f"only in {english}: {en - zh}; only in {chinese}: {zh - en}"
+    en, zh = Counter(NUMBER.findall(text(english))), Counter(NUMBER.findall(text(chinese)))
+    assert en == zh, f"more in {english}: {dict(en - zh)}; more in {chinese}: {dict(zh - en)}"
 
 
 @pytest.mark.parametrize("english,chinese", PAIRS)
