@@ -354,3 +354,25 @@ def test_the_english_notebook_runs_top_to_bottom(tmp_path):
     assert held_out and held_out.group(1) == held_out.group(2), stdout
     assert (tmp_path / "param" / "img" / "replay.gif").is_file() and (tmp_path / "param" / "export" / "policy.json").is_file()
     assert any((tmp_path / "exp").iterdir())
+
+
+@pytest.mark.parametrize("name", ["docs/tune.md", "docs/zh/tune.md"])
+def test_the_search_space_is_the_codes(name):
+    from ppo_toolbox.search_space import SEARCH_SPACE
+    for param, spec in SEARCH_SPACE.items():
+        assert f"`{param}`" in text(name), param
+        if spec["type"] in ("float", "int"):  # its range, written soon after its name
+            window = text(name)[text(name).index(f"`{param}`"):][:120]
+            assert any(f"{low}..{high}" in window for low in spellings(spec["low"]) for high in spellings(spec["high"])), param
+
+
+def spellings(value: float) -> set[str]:
+    """How the docs may write a bound: 0.999, 1e-4, 20k."""
+    return {f"{value:g}", lr(value), f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"}
+
+
+@pytest.mark.parametrize("name", ["docs/tutorial-errors.md", "docs/zh/tutorial-errors.md"])
+def test_the_buffer_sizes_are_the_presets(name):
+    tutorial, default = pm.preset_args("tutorial"), pm.preset_args()
+    assert f"{tutorial.num_envs} x {tutorial.num_steps:,}" in text(name)
+    assert f"{default.num_envs} x {default.num_steps}" in text(name)
