@@ -5,8 +5,9 @@ what made them.
 
 Writes docs/img/replay.gif (the shipped policy, param/pretrained/actor_net.param, on the first
 held-out episode), docs/img/training_curve.png (the bare default with --seed 1, the command
-that made param/pretrained, trained in a temporary folder) and docs/img/policy_value.png (the
-shipped policy's maps), then the provenance line between the `make_figures.py` markers of
+that made param/pretrained, trained in a temporary folder), docs/img/policy_value.png (the
+shipped policy's maps) and docs/img/clipped_objective.png (PPO's objective against the ratio,
+computed by the script's `clipped_surrogate`), then the provenance line between the `make_figures.py` markers of
 docs/results.md and docs/zh/results.md. Takes about as long as one default training.
 """
 from __future__ import annotations
@@ -28,8 +29,30 @@ PRETRAINED = ROOT / "param" / "pretrained" / "actor_net.param"
 COMMAND = "python docs/make_figures.py"
 
 
+def clipped_objective(path: Path, eps: float = 0.2) -> None:
+    """L_clip = min(r A, clip(r, 1 - eps, 1 + eps) A) against r, for A = +1 and A = -1, each
+    point from the script's clipped_surrogate (which returns -L_clip)."""
+    import numpy as np
+    import paddle
+    from matplotlib.figure import Figure
+    ratios = np.linspace(0.4, 1.6, 121, dtype=np.float32)
+    fig = Figure(figsize=(8, 2.8))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.88, wspace=0.25)
+    for ax, advantage in zip(fig.subplots(1, 2), (1.0, -1.0)):
+        objective = [-float(pm.clipped_surrogate(paddle.to_tensor([np.log(r)]), paddle.zeros([1]),
+                                                 paddle.to_tensor([advantage]), eps)) for r in ratios]
+        ax.plot(ratios, ratios * advantage, "--", color="gray", label="r * A")
+        ax.plot(ratios, objective, color="tab:blue", lw=2, label="L_clip")
+        ax.axvspan(1 - eps, 1 + eps, color="tab:orange", alpha=0.1)
+        ax.set(title=f"A = {advantage:+.0f}", xlabel="r = pi(a|s) / pi_old(a|s)")
+        ax.legend(loc="upper left" if advantage > 0 else "lower left", fontsize=8)
+    fig.savefig(path, dpi=100)
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
+
+
 def main() -> None:
     IMG.mkdir(parents=True, exist_ok=True)
+    clipped_objective(IMG / "clipped_objective.png")
     episode = pm.replay(PRETRAINED, episodes=1, out=IMG / "replay.gif")[0]
     with tempfile.TemporaryDirectory() as tmp:
         summary = pm.train(pm.preset_args(seed=1, quiet=True, logdir=f"{tmp}/exp", param_dir=f"{tmp}/param"))
