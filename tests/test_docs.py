@@ -306,7 +306,7 @@ def test_the_generated_blocks_say_where_they_come_from(name, marker):
 
 def test_the_pictures_are_small_and_used():
     pictures = sorted((ROOT / "docs" / "img").iterdir())
-    assert {p.name for p in pictures} == {"replay.gif", "training_curve.png", "policy_value.png"}
+    assert {p.name for p in pictures} == {"replay.gif", "training_curve.png", "policy_value.png", "clipped_objective.png"}
     everything = "".join(text(n) for n in ENGLISH + CHINESE)
     for p in pictures:
         assert p.stat().st_size < (1_000_000 if p.suffix == ".gif" else 200_000), p.name
