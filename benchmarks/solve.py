@@ -9,6 +9,11 @@ evaluation first reached -110, the final score, and where the seconds went; then
     python benchmarks/solve.py --seeds 10
     python benchmarks/solve.py --seeds 3 -- --preset tutorial   # flags after -- go to train
     python benchmarks/solve.py --code /tmp/old-main             # another checkout, same way
+    python benchmarks/solve.py --seeds 10 --markdown docs/results.md docs/zh/results.md
+
+--markdown writes the table, with the commit, date, CPU, Paddle version and command that made
+it, between the `<!-- solve.py:begin -->` and `<!-- solve.py:end -->` markers of each page
+(a page under a zh/ folder gets Chinese headers).
 """
 import time
 
@@ -17,11 +22,16 @@ T0 = time.perf_counter()  # first, so that "from process start" includes every i
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +80,82 @@ def fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+HEADERS = {
+    "en": ("seed", "steps to -110", "seconds to -110", "process seconds", "best eval", "held-out mean", "success",
+           "median", "worst held-out mean"),
+    "zh": ("种子", "达到 -110 的步数", "达到 -110 的秒数", "进程秒数", "最佳评估", "留出均值", "成功率",
+           "中位数", "最差的留出均值"),
+}
+
+
+def table(rows: list[dict], language: str = "en") -> str:
+    """The per-seed table in Markdown, its median row and the worst held-out mean."""
+    h = HEADERS[language]
+    lines = ["| " + " | ".join(h[:7]) + " |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {fmt(r['steps_to_solve'], ',')} | {fmt(r['seconds_to_solve'], '.1f')} | "
+                     f"{r['process_seconds']:.1f} | {fmt(r['best_eval'], '.1f')} | {r['final_mean']:.1f} | "
+                     f"{r['final_success']:.0%} |")
+    solved = sum(r["final_mean"] >= SOLVED for r in rows)
+    lines.append(f"| {h[7]} | {fmt(median([r['steps_to_solve'] for r in rows]), ',.0f')} | "
+                 f"{fmt(median([r['seconds_to_solve'] for r in rows]), '.1f')} | "
+                 f"{median([r['process_seconds'] for r in rows]):.1f} | {fmt(median([r['best_eval'] for r in rows]), '.1f')} | "
+                 f"{median([r['final_mean'] for r in rows]):.1f} | {solved}/{len(rows)} >= -110 |")
+    return "\n".join(lines) + f"\n\n{h[8]}: {min(r['final_mean'] for r in rows):.1f}"
+
+
+def _git(code: Path, *argv: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(code), *argv], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def provenance(command: str, code: Path = ROOT) -> dict[str, str]:
+    """What a measured table must say: the commit (with -dirty when the code that made the
+    numbers has uncommitted changes), the date, the CPU, the Paddle version and the command."""
+    commit = _git(code, "rev-parse", "--short=7", "HEAD") or "unknown"
+    if _git(code, "status", "--porcelain", "--", "ppo_mountaincar.py", "ppo_toolbox", "benchmarks", "docs/make_figures.py",
+            "param/pretrained"):
+        commit += "-dirty"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    paddle = next((v for v in (_version(n) for n in ("paddlepaddle", "paddlepaddle-gpu")) if v), "unknown")
+    return dict(commit=commit, date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                cpu=cpu, cores=str(os.cpu_count()), paddle=paddle, command=command)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def write_between_markers(page: Path, name: str, text: str) -> None:
+    """Replace what lies between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in a page."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    old = page.read_text(encoding="utf-8")
+    if old.count(begin) != 1 or old.count(end) != 1:
+        raise SystemExit(f"error: {page} needs one {begin} and one {end}")
+    head, rest = old.split(begin)
+    page.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end)[1]}", encoding="utf-8")
+
+
+def markdown(rows: list[dict], page: Path, command: str, code: Path = ROOT) -> None:
+    f = provenance(command, code)
+    if "zh" in page.parts:
+        said = (f"由 `{f['command']}` 生成：提交 {f['commit']}，{f['date']}，{f['cpu']}，{f['cores']} 核，Paddle {f['paddle']}。")
+    else:
+        said = (f"Made by `{f['command']}` at commit {f['commit']} on {f['date']} ({f['cpu']}, {f['cores']} cores, "
+                f"Paddle {f['paddle']}).")
+    write_between_markers(page, "solve.py", said + "\n\n" + table(rows, "zh" if "zh" in page.parts else "en"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 1..N")
@@ -78,6 +164,8 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=ROOT, help="folder of the ppo_mountaincar.py to "
                         "measure, e.g. a checkout of the previous main [this repo]")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--markdown", type=Path, nargs="+", default=[], metavar="PAGE",
+                        help="write the table between the solve.py markers of these pages")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process: one seed
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("train_flags", nargs="*", help="flags for `train`, after --")
@@ -94,18 +182,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out, ThreadPoolExecutor(a.jobs) as pool:
         rows = list(pool.map(spawn, a.seed_list or range(1, a.seeds + 1)))
     print(f"code: {a.code.resolve()}; train flags: {' '.join(a.train_flags) or '(default preset)'}")
-    print("| seed | steps to -110 | seconds to -110 | process seconds | best eval | final mean (held-out) "
-          "| final success |\n|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['seed']} | {fmt(r['steps_to_solve'], ',')} | {fmt(r['seconds_to_solve'], '.1f')} | "
-              f"{r['process_seconds']:.1f} | {fmt(r['best_eval'], '.1f')} | {r['final_mean']:.1f} | "
-              f"{r['final_success']:.0%} |")
-    solved = sum(r["final_mean"] >= SOLVED for r in rows)
-    print(f"| median | {fmt(median([r['steps_to_solve'] for r in rows]), ',.0f')} | "
-          f"{fmt(median([r['seconds_to_solve'] for r in rows]), '.1f')} | "
-          f"{median([r['process_seconds'] for r in rows]):.1f} | {fmt(median([r['best_eval'] for r in rows]), '.1f')} | "
-          f"{median([r['final_mean'] for r in rows]):.1f} | {solved}/{len(rows)} >= -110 |")
-    print(f"worst final mean: {min(r['final_mean'] for r in rows):.1f}")
+    print(table(rows))
     phases = [p for p in PHASES if all(p in r["time_split"] for r in rows)]
     print("\nwhere the seconds of each process go:\n| seed | " + " | ".join(phases) + " | total |\n|---:|"
           + "---:|" * (len(phases) + 1))
@@ -116,6 +193,11 @@ def main() -> None:
           + f" | {statistics.median(r['process_seconds'] for r in rows):.2f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
+    argv = sys.argv[1:]  # the command as shown in the pages: without the pages and a --json file
+    shown = [x for i, x in enumerate(argv) if x not in ("--markdown", "--json") and Path(x) not in a.markdown
+             and not (i and argv[i - 1] == "--json")]
+    for page in a.markdown:
+        markdown(rows, page, "python benchmarks/solve.py " + shlex.join(shown), a.code)
 
 
 if __name__ == "__main__":
