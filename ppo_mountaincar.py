@@ -48,12 +48,12 @@ import paddle.nn.functional as F  # noqa: E402
 
 from ppo_toolbox import settings  # noqa: E402
 from ppo_toolbox.acting import NumpyNet, sample_actions  # noqa: E402
-from ppo_toolbox.checkpoint import read_checkpoint, resumed_config  # noqa: E402
+from ppo_toolbox.checkpoint import optimizer_state, read_checkpoint, restore_optimizer, resumed_config  # noqa: E402
 from ppo_toolbox.envs import make_vec_env  # noqa: E402
 from ppo_toolbox.errors import UsageError  # noqa: E402
 from ppo_toolbox.kernels import Linear  # noqa: E402
 from ppo_toolbox.network_files import load_weights, network_meta, read_network  # noqa: E402
-from ppo_toolbox.param_files import save_state  # noqa: E402
+from ppo_toolbox.param_files import numpy_state, save_state  # noqa: E402
 from ppo_toolbox.run import Run  # noqa: E402
 # The rest of the Python API the READMEs show, from the toolbox:
 from ppo_toolbox.evaluation import evaluate, load_policy  # noqa: E402,F401
@@ -360,6 +360,13 @@ class CountBonus:
         np.add.at(self.counts, c, 1)
         return (beta / np.sqrt(self.counts[c])).astype(np.float32)
 
+    def state(self) -> dict[str, Any]:
+        """The visit counts, for checkpoints and for undoing a stopped rollout."""
+        return dict(counts=self.counts.copy())
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.counts[:] = state["counts"]
+
 
 # ---------------------------------------------------------------------------------------
 # 5. The PPO agent
@@ -425,13 +432,8 @@ class PPO:
         self.obs_norm = ObsNorm(obs_dim, enabled=args.norm_obs)  # shared by both networks
         self.actor_net = Actor(obs_dim, n_actions, args.hidden_sizes, args.activation, self.obs_norm)
         self.critic_net = Critic(obs_dim, args.hidden_sizes, args.activation, self.obs_norm)
-        # One Adam for both networks, a parameter group only when the critic's learning rate
-        # differs (a group's rate is a factor on the actor's): one optimizer step per minibatch.
         self.params = self.actor_net.parameters() + self.critic_net.parameters()
-        groups = self.params if args.critic_lr == args.actor_lr else [
-            {"params": self.actor_net.parameters()},
-            {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
-        self.optimizer = paddle.optimizer.Adam(args.actor_lr, parameters=groups, use_multi_tensor=True)
+        self.optimizer = self.new_optimizer()
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
         # An exact numpy copy of the actor for acting (ppo_toolbox.acting): a Paddle call per
         # env step would cost more than the arithmetic. Refreshed after each update.
@@ -439,6 +441,15 @@ class PPO:
         self.rng = np.random.default_rng(args.seed)
         self.ent_coef = args.ent_coef  # its value now (--anneal-ent decays it)
         self.gradient_steps = 0  # minibatch updates so far (the tutorial's training_step)
+
+    def new_optimizer(self) -> paddle.optimizer.Adam:
+        """One Adam for both networks, a parameter group only when the critic's learning rate
+        differs (a group's rate is a factor on the actor's): one optimizer step per minibatch."""
+        args = self.args
+        groups = self.params if args.critic_lr == args.actor_lr else [
+            {"params": self.actor_net.parameters()},
+            {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
+        return paddle.optimizer.Adam(args.actor_lr, parameters=groups, use_multi_tensor=True)
 
     # -- acting ---------------------------------------------------------------------
     def select_action(self, state: np.ndarray, greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -544,6 +555,28 @@ class PPO:
         meta = network_meta(self.actor_net, self.args)
         save_state(self.critic_net, directory / f"critic_net{suffix}.param", {**meta, "role": "critic"})
         return save_state(self.actor_net, directory / f"actor_net{suffix}.param", {**meta, "role": "actor"})
+
+    # -- its state, for checkpoints and for undoing a stopped rollout (ppo_toolbox) ----------
+    def state(self) -> dict[str, Any]:
+        """What learning changes: the weights and observation statistics, Adam's moments
+        (none before its first step), the sampling RNG and the count of gradient steps."""
+        return dict(actor=numpy_state(self.actor_net), critic=numpy_state(self.critic_net),
+                    optimizer=optimizer_state(self.optimizer, self.actor_net, self.critic_net),
+                    rng=self.rng.bit_generator.state, gradient_steps=self.gradient_steps)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back what `state` said (checked first by ppo_toolbox.checkpoint); a rollout
+        under way is dropped."""
+        for net, role in ((self.actor_net, "actor"), (self.critic_net, "critic")):
+            load_weights(net, state[role], "the checkpoint")
+        if state["optimizer"]:
+            restore_optimizer(self.optimizer, state["optimizer"], self.actor_net, self.critic_net)
+        else:  # Adam before its first step
+            self.optimizer = self.new_optimizer()
+        self.rng.bit_generator.state = state["rng"]
+        self.gradient_steps = state["gradient_steps"]
+        self.acting_actor.refresh()
+        self.buffer.clear()
 
 
 # ---------------------------------------------------------------------------------------

@@ -41,3 +41,12 @@ class BestPolicy:
     @property
     def found(self) -> bool:
         return self.best["mean_return"] > -np.inf
+
+    def state(self) -> dict[str, Any]:
+        """The evaluations so far, the best ({}: none yet) and the step the next is due at."""
+        return dict(best=dict(self.best) if self.found else {}, history=[dict(h) for h in self.history],
+                    next_eval=self.next_eval)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best = dict(state["best"]) if state["best"] else dict(mean_return=-np.inf)
+        self.history, self.next_eval = [dict(h) for h in state["history"]], state["next_eval"]

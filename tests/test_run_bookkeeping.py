@@ -70,7 +70,7 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     assert proc.returncode == code, err
     ckpt_path, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")  # in the run's own folder
     assert f"--resume {ckpt_path}" in err and "Traceback" not in err
-    first = load_checkpoint(ckpt_path)["counters"]
+    first, first_steps = load_checkpoint(ckpt_path)["counters"], load_checkpoint(ckpt_path)["agent"]["gradient_steps"]
     assert first["rollouts"] > 0 and first["global_step"] > 0
 
     budget = first["global_step"] + 4 * 256
@@ -79,12 +79,12 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     second = load_checkpoint(ckpt_path)
     c = second["counters"]
     assert c["global_step"] >= budget and c["rollouts"] >= first["rollouts"] + 4
-    assert c["gradient_steps"] == first["gradient_steps"] + (c["rollouts"] - first["rollouts"]) * 2 * 2
+    assert second["agent"]["gradient_steps"] == first_steps + (c["rollouts"] - first["rollouts"]) * 2 * 2
     # the VisualDL steps continue in the same run folder: one point per update (at its last
     # minibatch step, 2 epochs x 2 minibatches), none logged twice, none missing
     scalars = figures.read_scalars(tmp_path / "exp" / second["run_name"])
     steps = scalars["loss/action_loss"][0].tolist()
-    assert steps == list(range(3, c["gradient_steps"], 4))
+    assert steps == list(range(3, second["agent"]["gradient_steps"], 4))
 
 
 def test_resume_restores_the_optimizer_moments_under_other_parameter_names():
@@ -164,7 +164,7 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
     net = next((tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")).parent
     ckpt = load_checkpoint(net / checkpoint.CHECKPOINT)
     assert ckpt["counters"]["rollouts"] == 2  # the last good one
-    assert np.isfinite(ckpt["actor"]["net.0.weight"]).all()
+    assert np.isfinite(ckpt["agent"]["actor"]["net.0.weight"]).all()
     assert not (net / "actor_net.param").exists() or np.isfinite(param_files.load_state(net / "actor_net.param")["net.0.weight"]).all()
 
 
@@ -185,7 +185,7 @@ def test_two_trainings_in_one_folder_never_share_files(tmp_path):
         ckpt = load_checkpoint(tmp_path / "param" / name / checkpoint.CHECKPOINT)
         actor = param_files.load_state(tmp_path / "param" / name / "actor_net.param")
         # one evaluation, at the end: the kept policy is the run's final network, in its checkpoint
-        assert ckpt["run_name"] == name and np.array_equal(actor["net.0.weight"], ckpt["actor"]["net.0.weight"])
+        assert ckpt["run_name"] == name and np.array_equal(actor["net.0.weight"], ckpt["agent"]["actor"]["net.0.weight"])
         seeds.append(ckpt["config"]["seed"])
         weights.append(actor["net.0.weight"])
     assert sorted(seeds) == [1, 2] and not np.array_equal(*weights)
@@ -213,7 +213,7 @@ COMMON = dict(num_envs=4, num_steps=64, batch_size=128, update_epochs=2, anneal_
 
 
 def final_weights(summary):
-    return load_checkpoint(summary["checkpoint"])["actor"]
+    return load_checkpoint(summary["checkpoint"])["agent"]["actor"]
 
 
 def test_stop_and_resume_at_an_update_boundary_gives_the_same_weights(tmp_path):
@@ -241,11 +241,9 @@ def test_a_stop_mid_rollout_checkpoints_the_state_before_that_rollout(tmp_path, 
 
 def test_a_checkpoint_whose_env_state_does_not_fit_is_refused_in_one_line(tmp_path):
     run = pm.train(pm.Args(**COMMON, total_timesteps=256, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
-    state = load_checkpoint(run["checkpoint"])
-    del state["path"]
+    state = checkpoint.load_file(Path(run["checkpoint"]))
     state["envs"]["ep_return"] = np.zeros(3)  # 3 open episodes for 4 envs
-    bad = tmp_path / "bad.ckpt"
-    paddle.save(param_files.sealed({k: v for k, v in state.items() if k != "checksum"}), str(bad))
+    bad = checkpoint.save_file(tmp_path / "bad.ckpt", state)
     with pytest.raises(pm.UsageError, match="damaged or from another version .its env state"):
         pm.resume(bad)
 
@@ -277,8 +275,8 @@ def test_a_stop_inside_an_update_undoes_it_and_resume_gives_the_same_weights(tmp
     # the update was cut short (one step of four done after the signal, not the rest) and undone
     assert saved["counters"]["rollouts"] == rollouts_kept
     assert saved["counters"]["global_step"] == 256 * rollouts_kept
-    assert saved["counters"]["gradient_steps"] == 4 * rollouts_kept
-    assert (saved["optimizer"] == {}) == (rollouts_kept == 0)
+    assert saved["agent"]["gradient_steps"] == 4 * rollouts_kept
+    assert (saved["agent"]["optimizer"] == {}) == (rollouts_kept == 0)
     resumed = pm.resume(stopped["checkpoint"])
     a, b = final_weights(whole), final_weights(resumed)
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -291,7 +289,7 @@ def test_a_stop_inside_an_evaluation_undoes_that_update_and_resume_evaluates_it(
     stopped = pm.train(pm.Args(**settings, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
     monkeypatch.undo()
     saved = load_checkpoint(stopped["checkpoint"])
-    assert saved["counters"]["rollouts"] == 1 and [h["global_step"] for h in saved["history"]] == [256]
+    assert saved["counters"]["rollouts"] == 1 and [h["global_step"] for h in saved["keeper"]["history"]] == [256]
     resumed = pm.resume(stopped["checkpoint"])
     assert [h["global_step"] for h in resumed["eval_history"]] == [256, 512, 768, 1024]
     assert [h["mean_return"] for h in resumed["eval_history"]] == [h["mean_return"] for h in whole["eval_history"]]
@@ -324,10 +322,10 @@ def test_sigterm_inside_a_long_phase_ends_within_seconds_with_the_checkpoint_it_
     saved = load_checkpoint(ckpt_path)
     c = saved["counters"]
     # an update boundary: whole updates only, and every evaluation due by then was made
-    assert c["gradient_steps"] == c["rollouts"] * (1000 * 4 if phase == "update" else 2 * 2)
+    assert saved["agent"]["gradient_steps"] == c["rollouts"] * (1000 * 4 if phase == "update" else 2 * 2)
     assert c["global_step"] == 256 * c["rollouts"]
     if phase == "evaluation":
-        assert [h["global_step"] for h in saved["history"]] == [256 * (i + 1) for i in range(c["rollouts"])]
+        assert [h["global_step"] for h in saved["keeper"]["history"]] == [256 * (i + 1) for i in range(c["rollouts"])]
 
 
 def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figures(tmp_path, monkeypatch, capsys):
