@@ -432,8 +432,13 @@ class PPO:
         self.obs_norm = ObsNorm(obs_dim, enabled=args.norm_obs)  # shared by both networks
         self.actor_net = Actor(obs_dim, n_actions, args.hidden_sizes, args.activation, self.obs_norm)
         self.critic_net = Critic(obs_dim, args.hidden_sizes, args.activation, self.obs_norm)
+        # One Adam for both networks, a parameter group only when the critic's learning rate
+        # differs (a group's rate is a factor on the actor's): one optimizer step per minibatch.
         self.params = self.actor_net.parameters() + self.critic_net.parameters()
-        self.optimizer = self.new_optimizer()
+        groups = self.params if args.critic_lr == args.actor_lr else [
+            {"params": self.actor_net.parameters()},
+            {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
+        self.optimizer = paddle.optimizer.Adam(args.actor_lr, parameters=groups, use_multi_tensor=True)
         self.buffer = RolloutBuffer(args.num_steps, args.num_envs, obs_dim)
         # An exact numpy copy of the actor for acting (ppo_toolbox.acting): a Paddle call per
         # env step would cost more than the arithmetic. Refreshed after each update.
@@ -441,15 +446,6 @@ class PPO:
         self.rng = np.random.default_rng(args.seed)
         self.ent_coef = args.ent_coef  # its value now (--anneal-ent decays it)
         self.gradient_steps = 0  # minibatch updates so far (the tutorial's training_step)
-
-    def new_optimizer(self) -> paddle.optimizer.Adam:
-        """One Adam for both networks, a parameter group only when the critic's learning rate
-        differs (a group's rate is a factor on the actor's): one optimizer step per minibatch."""
-        args = self.args
-        groups = self.params if args.critic_lr == args.actor_lr else [
-            {"params": self.actor_net.parameters()},
-            {"params": self.critic_net.parameters(), "learning_rate": args.critic_lr / args.actor_lr}]
-        return paddle.optimizer.Adam(args.actor_lr, parameters=groups, use_multi_tensor=True)
 
     # -- acting ---------------------------------------------------------------------
     def select_action(self, state: np.ndarray, greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -569,10 +565,7 @@ class PPO:
         under way is dropped."""
         for net, role in ((self.actor_net, "actor"), (self.critic_net, "critic")):
             load_weights(net, state[role], "the checkpoint")
-        if state["optimizer"]:
-            restore_optimizer(self.optimizer, state["optimizer"], self.actor_net, self.critic_net)
-        else:  # Adam before its first step
-            self.optimizer = self.new_optimizer()
+        restore_optimizer(self.optimizer, state["optimizer"], self.actor_net, self.critic_net)
         self.rng.bit_generator.state = state["rng"]
         self.gradient_steps = state["gradient_steps"]
         self.acting_actor.refresh()

@@ -148,10 +148,11 @@ def load_file(path: Path) -> dict[str, Any]:
         raise UsageError(f"no such checkpoint: {path}; pass param/<run name>/{CHECKPOINT}") from None
     except OSError as e:
         raise UsageError(f"cannot read {path} ({e.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a folder, a FIFO (reading one would wait forever), a device
+        os.close(fd)
+        raise UsageError(f"{path} is not a regular file; pass param/<run name>/{CHECKPOINT}")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{path} is not a regular file; pass param/<run name>/{CHECKPOINT}")
         head = f.read(9)  # the header's length, and its JSON's "{"
         if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and head[8:] != b"{":
             if path.suffix == ".param":  # a pickle: a network
@@ -448,7 +449,15 @@ def optimizer_state(opt: Any, actor: Any, critic: Any) -> dict[str, np.ndarray]:
 
 
 def restore_optimizer(opt: Any, saved: dict[str, np.ndarray], actor: Any, critic: Any) -> None:
-    """Load moments saved by `optimizer_state` into `opt`, under this process's names."""
+    """Load moments saved by `optimizer_state` into `opt`, under this process's names. None
+    saved (before Adam's first step): its moments, if it has any, as Adam makes them (0, and
+    the betas for their powers), in place: the optimizer and its names stay."""
     import paddle
+    if not saved:
+        for key, t in opt.state_dict().items():
+            if isinstance(t, paddle.Tensor):
+                start = opt._beta1 if "_beta1_pow_acc_" in key else opt._beta2 if "_beta2_pow_acc_" in key else 0.0
+                t.set_value(paddle.full_like(t, start))
+        return
     names = {v: k for k, v in _structured_names(actor, critic).items()}
     opt.set_state_dict({k: paddle.to_tensor(v) for k, v in _rename_moments(saved, names).items()})

@@ -276,7 +276,8 @@ def test_a_stop_inside_an_update_undoes_it_and_resume_gives_the_same_weights(tmp
     assert saved["counters"]["rollouts"] == rollouts_kept
     assert saved["counters"]["global_step"] == 256 * rollouts_kept
     assert saved["agent"]["gradient_steps"] == 4 * rollouts_kept
-    assert (saved["agent"]["optimizer"] == {}) == (rollouts_kept == 0)
+    moments = [v for k, v in saved["agent"]["optimizer"].items() if "_moment" in k]  # 0: Adam before its first step
+    assert (not any(m.any() for m in moments)) == (rollouts_kept == 0)
     resumed = pm.resume(stopped["checkpoint"])
     a, b = final_weights(whole), final_weights(resumed)
     assert all(np.array_equal(a[k], b[k]) for k in a)
