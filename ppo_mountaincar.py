@@ -656,7 +656,9 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 
 def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
     """Continue a run from its checkpoint, as `train --resume PATH` does; `changes` may set
-    e.g. total_timesteps=300_000. Returns the summary, like `train`."""
+    e.g. total_timesteps=300_000. The run goes on in the checkpoint's run folder, or, for a
+    checkpoint kept elsewhere (a download), in a new one under --param-dir. Returns the
+    summary, like `train`."""
     checkpoint = read_checkpoint(path, Args)
     return train(Args(**resumed_config(checkpoint["config"], changes)), checkpoint)
 

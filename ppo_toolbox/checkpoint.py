@@ -13,13 +13,20 @@ by one path; safetensors, so that it holds no code and any safetensors tool open
 as a grammar: the file's size and the header's 8-byte length are checked before anything is
 parsed, then the header (JSON of at most MAX_HEADER bytes, numbers of at most 40 digits, no
 NaN), each tensor (float32, float64 or int64, at most 2 dimensions, inside the file), then the
-state's JSON, then every value by type and range against the config, before anything is built.
-A file that starts with a pickle's first byte is a checkpoint of an older version: refused.
+state's JSON, then the SHA-256 of the JSON and the arrays (a damaged copy is told), then every
+value by type and range against the config, before anything is built.
+A pickle (what older versions wrote: byte 0x80 and a protocol number where safetensors has its
+header's length, and no "{" after it) is refused in one line.
+
+A run folder is a folder that holds the lock file (`.lock`) that a run makes when it claims
+the folder and leaves there. A checkpoint kept anywhere else (a download) is read, never
+written to: its run continues in a new run folder under --param-dir.
 
 Imports numpy, safetensors, paddle (for Adam's state), `errors`, `network_files` and `settings`."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -31,7 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import UsageError
-from .network_files import check_weights, expected_shapes
+from .network_files import MAX_ACTIONS, MAX_OBS_DIM, check_weights, expected_shapes
 from .settings import MAX_BONUS_CELLS, MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_WEIGHTS, validate
 
 CHECKPOINT = "checkpoint.ckpt"
@@ -85,7 +92,7 @@ def save_file(path: Path, state: dict[str, Any]) -> Path:
     from .param_files import atomic_write
     arrays: dict[str, np.ndarray] = {}
     text = json.dumps(_split(state, "", arrays), allow_nan=False, separators=(",", ":"))
-    blob = save(arrays, metadata={"state": text})
+    blob = save(arrays, metadata={"state": text, "sha256": digest(text, arrays)})
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
     return path
 
@@ -99,6 +106,15 @@ def _split(tree: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
         kept = {k: _split(v, f"{prefix}{k}/", arrays) for k, v in tree.items()}
         return {k: v for k, v in kept.items() if not isinstance(tree[k], np.ndarray)}
     return tree
+
+
+def digest(text: str, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the state's JSON and of every array (name, dtype, shape, bytes): a damaged copy is told."""
+    h = hashlib.sha256(text.encode())
+    for name in sorted(arrays):
+        h.update(f"\0{name}\0{arrays[name].dtype.str}{arrays[name].shape}\0".encode())
+        h.update(np.ascontiguousarray(arrays[name]))
+    return h.hexdigest()
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -167,16 +183,20 @@ def load_file(path: Path) -> dict[str, Any]:
             raise ValueError(f"its size or header length is not a checkpoint's ({info.st_size:,} bytes)")
         header = _json(blob[8:8 + n], MAX_HEADER)
         _check_tensors(header, len(blob) - 8 - n)
-        text = header.get("__metadata__", {}).get("state") if isinstance(header.get("__metadata__"), dict) else None
+        meta = header.get("__metadata__")
+        text = meta.get("state") if isinstance(meta, dict) else None
         if not isinstance(text, str):
             raise ValueError("no state in its header")
         state = _json(text.encode(), MAX_JSON)
         arrays = load(blob)
+        if meta.get("sha256") != digest(text, arrays):
+            raise ValueError("its checksum does not match its content: use another copy")
     except (ValueError, RecursionError) as e:
         raise UsageError(f"{path} is damaged or not a checkpoint ({str(e)[:100]}); "
                          f"pass param/<run name>/{CHECKPOINT}") from None
     except Exception as e:  # noqa: BLE001 - safetensors' own refusal of a layout
-        raise UsageError(f"{path} is damaged (safetensors: {str(e)[:80]}); pass param/<run name>/{CHECKPOINT}") from None
+        raise UsageError(f"{path} is damaged (safetensors: {str(e)[:80]}); "
+                         f"pass param/<run name>/{CHECKPOINT}") from None
     if not isinstance(state, dict) or state.get("kind") != "checkpoint" or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a training checkpoint of this version; pass param/<run name>/{CHECKPOINT}")
     for name, array in arrays.items():
@@ -245,7 +265,9 @@ def _config(state: dict[str, Any], args_class: type, path: Path) -> tuple[dict[s
         raise UsageError(f"{path} was written by a newer version of this program (its setting "
                          f"{str(unknown[0])[:40]!r} is unknown here); resume it with that version, or start a new run")
     missing = [name for name in fields if name not in config]
-    state["config"] = config = dict(config, **{name: fields[name].default for name in missing})
+    defaults = {name: fields[name].default if fields[name].default is not dataclasses.MISSING
+                else fields[name].default_factory() for name in missing}  # type: ignore[misc]
+    state["config"] = config = dict(config, **defaults)
     return config, missing
 
 
@@ -314,7 +336,8 @@ def _agent_problem(agent: dict[str, Any], args: Any) -> str | None:
         return "agent entry"
     first = agent["actor"].get("net.0.weight")
     last = agent["actor"].get(f"net.{2 * len(args.hidden_sizes)}.weight")
-    if not all(isinstance(w, np.ndarray) and w.ndim == 2 for w in (first, last)):
+    if not (all(isinstance(w, np.ndarray) and w.ndim == 2 for w in (first, last))
+            and 0 < first.shape[0] <= MAX_OBS_DIM and 0 < last.shape[1] <= MAX_ACTIONS):
         return "actor weights"
     meta = dict(obs_dim=first.shape[0], n_actions=last.shape[1], hidden_sizes=list(args.hidden_sizes))
     for role in ("actor", "critic"):
@@ -366,8 +389,8 @@ def _envs_fit(saved: Any, num_envs: int) -> bool:
     """None (envs that cannot say), or the numpy MountainCar's cars and their open episodes, one per env."""
     if saved is None:
         return True
-    if not (isinstance(saved, dict) and set(saved) == {"cars", "ep_return", "ep_len"} and isinstance(saved["cars"], dict)
-            and set(saved["cars"]) == {"pos", "vel", "elapsed", "rngs"}):
+    if not (isinstance(saved, dict) and set(saved) == {"cars", "ep_return", "ep_len"}
+            and isinstance(saved["cars"], dict) and set(saved["cars"]) == {"pos", "vel", "elapsed", "rngs"}):
         return False
     cars = saved["cars"]
     arrays = [(cars["pos"], np.float64), (cars["vel"], np.float64), (cars["elapsed"], np.int64),

@@ -51,7 +51,7 @@ class Run:
     """One training run's books. As a `with` block, Ctrl-C and SIGTERM stop it cleanly;
     `finish` writes the final files and returns the summary `train` returns."""
 
-    def __init__(self, args: Any, agent: Any, bonus: Any, envs: Any, changed: dict[str, Any], device: str,
+    def __init__(self, args: Any, agent: Agent, bonus: HasState | None, envs: Any, changed: dict[str, Any], device: str,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
                  trusted_env: str | None = None, hparams: tuple[str, ...] = ()):

@@ -35,7 +35,8 @@ def half_run(tmp_path_factory):
 
 
 def test_train_checkpoint_resume_gives_the_same_files_as_training_straight(tmp_path, half_run):
-    whole = pm.train(pm.Args(**SETTINGS, total_timesteps=1024, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "a")))
+    whole = pm.train(pm.Args(**SETTINGS, total_timesteps=1024, logdir=str(tmp_path / "e"),
+                             param_dir=str(tmp_path / "a")))
     resumed = pm.resume(half_run["checkpoint"], total_timesteps=1024)
     for name in ("actor_net.param", "critic_net.param", "actor_net_best.param"):
         assert (Path(whole["run_dir"]) / name).read_bytes() == (Path(resumed["run_dir"]) / name).read_bytes(), name
@@ -95,8 +96,16 @@ def rewritten(path, edit_text=None, arrays=None):
     text = json.loads(blob[8:8 + n])["__metadata__"]["state"]
     from safetensors.numpy import load
     tensors = {**load(blob), **(arrays or {})}
-    path.write_bytes(save(tensors, metadata={"state": edit_text(text) if edit_text else text}))
+    text = edit_text(text) if edit_text else text
+    path.write_bytes(save(tensors, metadata={"state": text, "sha256": checkpoint.digest(text, tensors)}))
     return path
+
+
+def flipped(path):
+    """One bit of the data changed, the rest of the file as written."""
+    blob = bytearray(path.read_bytes())
+    blob[-100] ^= 1
+    path.write_bytes(bytes(blob))
 
 
 def elapsed_as(value):
@@ -141,6 +150,7 @@ HOSTILE = {  # (what is done to a good checkpoint, words of the one line)
                          "not float32, float64 or int64"),
     "a tensor of 3 dimensions": (lambda p: rewritten(p, arrays={"bonus/counts": np.zeros((4, 10, 10), np.int64)}),
                                  "at most 2 dimensions"),
+    "a flipped bit": (flipped, "its checksum does not match its content"),
     "a tensor with no place": (lambda p: rewritten(p, arrays={"config/seed/x": np.zeros(2)}), "has no place"),
     "NaN in the JSON": (lambda p: rewritten(p, elapsed_as("NaN")), "NaN where a number belongs"),
     "Infinity in the JSON": (lambda p: rewritten(p, elapsed_as("1e999")), "its elapsed time"),
@@ -178,7 +188,8 @@ def test_a_checkpoint_outside_a_run_folder_resumes_into_a_new_one_and_writes_not
     resumed = pm.resume(downloads / checkpoint.CHECKPOINT, total_timesteps=1024)
     assert files_of(tmp_path / "home") == {**before, **files_of(work)} and set(files_of(downloads)) == set(before)
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["Downloads", "work"]
-    assert resumed["global_step"] == 1024 and Path(resumed["run_dir"]).resolve() == work / "param" / half_run["run_name"]
+    assert resumed["global_step"] == 1024
+    assert Path(resumed["run_dir"]).resolve() == work / "param" / half_run["run_name"]
     assert "is not a run folder" in capsys.readouterr().err
 
 
