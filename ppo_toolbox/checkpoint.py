@@ -200,7 +200,7 @@ def load_file(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("kind") != "checkpoint" or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a training checkpoint of this version; pass param/<run name>/{CHECKPOINT}")
     for name, array in arrays.items():
-        if not _put(state, name.split("/"), array.copy()):  # a copy: safetensors' arrays are read-only
+        if not _put(state, name.split("/"), array):  # read-only: whoever takes it copies it
             raise UsageError(f"{path} is damaged (its tensor {name[:60]!r} has no place in its state); "
                              "start a new run or resume another checkpoint")
     return state

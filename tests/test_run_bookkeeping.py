@@ -70,7 +70,8 @@ def test_signal_saves_a_checkpoint_and_resume_continues_the_counters(tmp_path, s
     assert proc.returncode == code, err
     ckpt_path, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")  # in the run's own folder
     assert f"--resume {ckpt_path}" in err and "Traceback" not in err
-    first, first_steps = load_checkpoint(ckpt_path)["counters"], load_checkpoint(ckpt_path)["agent"]["gradient_steps"]
+    saved = load_checkpoint(ckpt_path)
+    first, first_steps = saved["counters"], saved["agent"]["gradient_steps"]
     assert first["rollouts"] > 0 and first["global_step"] > 0
 
     budget = first["global_step"] + 4 * 256
