@@ -48,13 +48,14 @@ import paddle.nn.functional as F  # noqa: E402
 
 from ppo_toolbox import settings  # noqa: E402
 from ppo_toolbox.acting import NumpyNet, sample_actions  # noqa: E402
-from ppo_toolbox.checkpoint import optimizer_state, read_checkpoint, restore_optimizer, resumed_config  # noqa: E402
+from ppo_toolbox.checkpoint import read_checkpoint, resumed_config  # noqa: E402
 from ppo_toolbox.envs import make_vec_env  # noqa: E402
 from ppo_toolbox.errors import UsageError  # noqa: E402
 from ppo_toolbox.kernels import Linear  # noqa: E402
 from ppo_toolbox.network_files import load_weights, network_meta, read_network  # noqa: E402
 from ppo_toolbox.param_files import numpy_state, save_state  # noqa: E402
 from ppo_toolbox.run import Run  # noqa: E402
+from ppo_toolbox.run_state import optimizer_state, restore_optimizer  # noqa: E402
 # The rest of the Python API the READMEs show, from the toolbox:
 from ppo_toolbox.evaluation import evaluate, load_policy  # noqa: E402,F401
 from ppo_toolbox.figures import plot_run  # noqa: E402,F401
@@ -552,7 +553,7 @@ class PPO:
         save_state(self.critic_net, directory / f"critic_net{suffix}.param", {**meta, "role": "critic"})
         return save_state(self.actor_net, directory / f"actor_net{suffix}.param", {**meta, "role": "actor"})
 
-    # -- its state, for checkpoints and for undoing a stopped rollout (ppo_toolbox) ----------
+    # -- its state, for checkpoints and for undoing a stopped rollout (ppo_toolbox.run_state) --
     def state(self) -> dict[str, Any]:
         """What learning changes: the weights and observation statistics, Adam's moments
         (none before its first step), the sampling RNG and the count of gradient steps."""

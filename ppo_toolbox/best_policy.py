@@ -1,5 +1,5 @@
 """The periodic greedy evaluation during training and the best policy so far: `BestPolicy`.
-Imports numpy, `acting` and `evaluation` (and `checkpoint`'s `Agent`, for type checkers only)."""
+Imports numpy, `acting` and `evaluation` (and `run_state`'s `Agent`, for type checkers only)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from .acting import NumpyNet
 from .evaluation import EVAL_SEED, evaluate, make_policy
 
 if TYPE_CHECKING:
-    from .checkpoint import Agent
+    from .run_state import Agent
 
 
 class BestPolicy:

@@ -1,28 +1,24 @@
-"""A training checkpoint, `param/<run name>/checkpoint.ckpt`: a run's state in one file,
-written (`write_checkpoint`), checked (`read_checkpoint`) and placed (`run_place`) here. The
-state is what the run's parts say it is: each part (the agent, the exploration bonus, the
-best-policy keeper, the counters, the envs with their open episodes) has `state()` and
-`load_state(state)` (`HasState`); the checkpoint writes those, and the undo point (undo.py)
-holds the same in memory.
+"""A training checkpoint, `param/<run name>/checkpoint.ckpt`: a run's state (what its parts
+say it is: run_state.py) in one file, written (`write_checkpoint`), checked
+(`read_checkpoint`) and placed (`run_place`) here.
 
 The format: one safetensors file. The arrays (weights, Adam's moments, the bonus counts, the
 cars) are its tensors, named by their place in the state ("agent/actor/net.0.weight"); the
 rest (config, counters, RNG states, evaluations) is one JSON text in its header's metadata,
-under "state". One file, so that a checkpoint is still written by one atomic rename and named
-by one path; safetensors, so that it holds no code and any safetensors tool opens it. Read
-as a grammar: the file's size and the header's 8-byte length are checked before anything is
-parsed, then the header (JSON of at most MAX_HEADER bytes, numbers of at most 40 digits, no
-NaN), each tensor (float32, float64 or int64, at most 2 dimensions, inside the file), then the
-state's JSON, then the SHA-256 of the JSON and the arrays (a damaged copy is told), then every
-value by type and range against the config, before anything is built.
-A pickle (what older versions wrote: byte 0x80 and a protocol number where safetensors has its
-header's length, and no "{" after it) is refused in one line.
+under "state", beside a SHA-256 of it all. One file, so that a checkpoint is written by one
+atomic rename and named by one path; safetensors, so that it holds no code and any
+safetensors tool opens it. Read as a grammar, each step bounded before the next: the file's
+size and the header's 8-byte length; the header (JSON of at most MAX_HEADER bytes, numbers
+of at most 40 digits, no NaN); each tensor (float32, float64 or int64, at most 2 dimensions,
+inside the file); the state's JSON; the SHA-256; every value by type and range against the
+config. A pickle (older versions' checkpoints) is refused in one line.
 
-A run folder is a folder that holds the lock file (`.lock`) that a run makes when it claims
-the folder and leaves there. A checkpoint kept anywhere else (a download) is read, never
-written to: its run continues in a new run folder under --param-dir.
+A run folder holds the lock file (`.lock`) a run makes when it claims the folder and leaves
+there. A checkpoint kept anywhere else (a download) is never written to: its run continues
+in a new run folder under --param-dir.
 
-Imports numpy, safetensors, paddle (for Adam's state), `errors`, `network_files` and `settings`."""
+Imports numpy, safetensors, `errors`, `network_files`, `param_files` (writing), `run_state`
+and `settings`."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,12 +29,13 @@ import os
 import stat
 import sys
 from pathlib import Path, PurePath
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from .errors import UsageError
 from .network_files import MAX_ACTIONS, MAX_OBS_DIM, check_weights, expected_shapes
+from .run_state import HasState
 from .settings import MAX_BONUS_CELLS, MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_WEIGHTS, validate
 
 CHECKPOINT = "checkpoint.ckpt"
@@ -53,29 +50,6 @@ MAX_HEADER = 2 * MAX_JSON + 2**20  # that JSON as one escaped string, and the te
 MAX_BYTES = 8 + MAX_HEADER + 6 * 5 * MAX_WEIGHTS + 8 * MAX_BONUS_CELLS + 40 * MAX_ENVS + 2**20
 DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 LOCK = ".lock"  # every run makes it when it claims its folder, and leaves it there
-
-
-@runtime_checkable
-class HasState(Protocol):
-    """A part of a run that says what its state is (a dict of arrays and plain values) and takes it back."""
-
-    def state(self) -> dict[str, Any]: ...
-
-    def load_state(self, state: dict[str, Any]) -> Any: ...
-
-
-@runtime_checkable
-class Agent(HasState, Protocol):
-    """The toolbox's view of the script's `PPO`: nothing else of it is reached (a test checks
-    that `PPO` has all of this, so that a rename fails there)."""
-
-    actor_net: Any           # the networks, for evaluating, drawing and checking for NaN
-    critic_net: Any
-    params: list[Any]        # their parameters, checked for NaN after each update
-    optimizer: Any           # its learning rate, for the logs
-    gradient_steps: int      # minibatch updates so far (the x axis of the loss logs)
-
-    def save_param(self, directory: str | Path, suffix: str = "") -> Path: ...
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -428,59 +402,3 @@ def resumed_config(config: dict[str, Any], changes: dict[str, Any]) -> dict[str,
         raise UsageError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
                          "start a new run for other settings")
     return {**config, "hidden_sizes": tuple(config["hidden_sizes"]), **changes}
-
-
-# -- the envs' part and Adam's ---------------------------------------------------------------
-class OpenEpisodes:
-    """The envs and the open episodes' sums (the logbook's) as one part of a run's state;
-    only envs that can say their state (the numpy MountainCar) have this part."""
-
-    def __init__(self, envs: Any, log: Any):
-        self.envs, self.log = envs, log
-
-    def state(self) -> dict[str, Any]:
-        return dict(cars=self.envs.state(), ep_return=self.log.ep_return.copy(), ep_len=self.log.ep_len.copy())
-
-    def load_state(self, state: dict[str, Any]) -> np.ndarray:
-        """Put the cars and their episodes back; returns the cars' observations."""
-        self.log.ep_return[:], self.log.ep_len[:] = state["ep_return"], state["ep_len"]
-        return self.envs.load_state(state["cars"])
-
-
-def _rename_moments(state: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """Optimizer state keys "<param name>_moment1_0" with the parameter name mapped by `names`
-    (entries of unknown parameters are left out)."""
-    out = {}
-    for key, value in state.items():
-        owner = next((n for n in names if key.startswith(n + "_")), None)
-        if owner is not None:
-            out[names[owner] + key[len(owner):]] = value
-    return out
-
-
-def _structured_names(actor: Any, critic: Any) -> dict[str, str]:
-    """Paddle's auto-generated parameter names ("linear_3.w_0") -> "actor.net.0.weight"."""
-    return {p.name: f"{role}.{name}" for role, layer in (("actor", actor), ("critic", critic))
-            for name, p in layer.named_parameters()}
-
-
-def optimizer_state(opt: Any, actor: Any, critic: Any) -> dict[str, np.ndarray]:
-    """The optimizer's moments keyed by structured names ("actor.net.0.weight_moment1_0"):
-    Paddle keys them by auto-generated parameter names, which depend on how many layers
-    the process had created before, so they differ in a new process. Empty before Adam's first step."""
-    return {k: v.numpy() for k, v in _rename_moments(opt.state_dict(), _structured_names(actor, critic)).items()}
-
-
-def restore_optimizer(opt: Any, saved: dict[str, np.ndarray], actor: Any, critic: Any) -> None:
-    """Load moments saved by `optimizer_state` into `opt`, under this process's names. None
-    saved (before Adam's first step): its moments, if it has any, as Adam makes them (0, and
-    the betas for their powers), in place: the optimizer and its names stay."""
-    import paddle
-    if not saved:
-        for key, t in opt.state_dict().items():
-            if isinstance(t, paddle.Tensor):
-                start = opt._beta1 if "_beta1_pow_acc_" in key else opt._beta2 if "_beta2_pow_acc_" in key else 0.0
-                t.set_value(paddle.full_like(t, start))
-        return
-    names = {v: k for k, v in _structured_names(actor, critic).items()}
-    opt.set_state_dict({k: paddle.to_tensor(v) for k, v in _rename_moments(saved, names).items()})

@@ -3,7 +3,7 @@
 signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). The run's state is
 its parts' (`Run.parts`): what a checkpoint writes, a resume loads and an undo point holds.
 Imports numpy and the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`,
-`folders`, `logbook`, `param_files`, `stopping` and `undo`."""
+`folders`, `logbook`, `param_files`, `run_state`, `stopping` and `undo`."""
 from __future__ import annotations
 
 import contextlib
@@ -19,12 +19,13 @@ import numpy as np
 
 from .acting import NumpyNet
 from .best_policy import BestPolicy
-from .checkpoint import CHECKPOINT, Agent, HasState, OpenEpisodes, write_checkpoint
+from .checkpoint import CHECKPOINT, write_checkpoint
 from .errors import TrainingDiverged
 from .figures import plot_run, policy_value_images
 from .folders import claim_run_folders, ensure_writable, lock_run_folder, refuse_links, remove_if_empty, unlock
 from .logbook import Logbook
 from .param_files import atomic_write, remove_stale_temporaries
+from .run_state import Agent, HasState, OpenEpisodes
 from .stopping import StopRequested, StopSignal
 from .undo import UndoPoint
 
@@ -56,7 +57,7 @@ class Run:
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
                  trusted_env: str | None = None, hparams: tuple[str, ...] = ()):
         if not isinstance(agent, Agent):  # a renamed attribute fails here, not deep in a run
-            raise TypeError(f"{type(agent).__name__} lacks what ppo_toolbox.checkpoint.Agent names")
+            raise TypeError(f"{type(agent).__name__} lacks what ppo_toolbox.run_state.Agent names")
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
         self.checkpoint = checkpoint
         if checkpoint is None or checkpoint["path"] is None:  # a folder of its own under --param-dir and --logdir

@@ -1,10 +1,10 @@
 """The point a stop goes back to: `UndoPoint`, taken at the start of every rollout, so that
 a checkpoint holds an update boundary, never half a rollout. It holds, in memory, the state a
-checkpoint would write: each part's `state()` (the contract `checkpoint.HasState`).
-Imports `checkpoint`."""
+checkpoint would write: each part's `state()` (the contract `run_state.HasState`).
+Imports `run_state`."""
 from __future__ import annotations
 
-from .checkpoint import HasState
+from .run_state import HasState
 
 
 class UndoPoint:

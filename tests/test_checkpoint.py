@@ -1,6 +1,6 @@
 """The checkpoint file (ppo_toolbox/checkpoint.py): a resumed run is byte for byte the run that was not
 stopped; older and newer versions' checkpoints; files outside the format refused at their first wrong byte;
-a checkpoint outside a run folder writes nothing there; the toolbox's view of the agent."""
+a checkpoint outside a run folder writes nothing there."""
 import dataclasses
 import json
 import os
@@ -16,7 +16,6 @@ from safetensors.numpy import save
 import ppo_mountaincar as pm
 from ppo_toolbox import checkpoint
 from ppo_toolbox import cli as ppo_cli
-from ppo_toolbox import run as ppo_run
 
 # a few seconds: 4 rollouts of 4 x 64 steps, evaluations (the best policy is the one shipped), the bonus
 SETTINGS = dict(num_envs=4, num_steps=64, batch_size=128, update_epochs=2, eval_every=256, eval_episodes=3,
@@ -191,17 +190,3 @@ def test_a_checkpoint_outside_a_run_folder_resumes_into_a_new_one_and_writes_not
     assert resumed["global_step"] == 1024
     assert Path(resumed["run_dir"]).resolve() == work / "param" / half_run["run_name"]
     assert "is not a run folder" in capsys.readouterr().err
-
-
-def test_the_script_s_ppo_is_the_agent_the_toolbox_knows_and_a_rename_fails_loudly(tmp_path):
-    agent = pm.PPO(2, 3, pm.Args())
-    assert isinstance(agent, checkpoint.Agent)
-    members = [name for name in dir(checkpoint.Agent) if not name.startswith("_")] + \
-        list(checkpoint.Agent.__annotations__)
-    assert {"state", "load_state", "save_param", "actor_net", "gradient_steps"} <= set(members)
-    assert all(hasattr(agent, name) for name in members)
-    del agent.gradient_steps  # as if the script had renamed it
-    envs = pm.make_vec_env("MountainCar-v0", 4)
-    with pytest.raises(TypeError, match="lacks what ppo_toolbox.checkpoint.Agent names"):
-        ppo_run.Run(pm.Args(param_dir=str(tmp_path / "p"), logdir=str(tmp_path / "e")), agent, None, envs, {}, "cpu")
-    assert not (tmp_path / "p").exists()

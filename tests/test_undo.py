@@ -8,8 +8,8 @@ import paddle
 import pytest
 
 import ppo_mountaincar as pm
-from ppo_toolbox.checkpoint import OpenEpisodes
 from ppo_toolbox.run import Progress
+from ppo_toolbox.run_state import OpenEpisodes
 from ppo_toolbox.undo import UndoPoint
 
 ARGS = pm.Args(num_envs=4, num_steps=32, batch_size=64, update_epochs=2)
