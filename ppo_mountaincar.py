@@ -361,8 +361,7 @@ class CountBonus:
         np.add.at(self.counts, c, 1)
         return (beta / np.sqrt(self.counts[c])).astype(np.float32)
 
-    def state(self) -> dict[str, Any]:
-        """The visit counts, for checkpoints and for undoing a stopped rollout."""
+    def state(self) -> dict[str, Any]:  # for checkpoints and undoing a stopped rollout
         return dict(counts=self.counts.copy())
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -553,22 +552,19 @@ class PPO:
         save_state(self.critic_net, directory / f"critic_net{suffix}.param", {**meta, "role": "critic"})
         return save_state(self.actor_net, directory / f"actor_net{suffix}.param", {**meta, "role": "actor"})
 
-    # -- its state, for checkpoints and for undoing a stopped rollout (ppo_toolbox.run_state) --
+    # -- its state, for checkpoints and undoing a stopped rollout (ppo_toolbox.run_state) ---
     def state(self) -> dict[str, Any]:
-        """What learning changes: the weights and observation statistics, Adam's moments
-        (none before its first step), the sampling RNG and the count of gradient steps."""
+        """What learning changes: weights and observation statistics, Adam, the RNG, the steps."""
         return dict(actor=numpy_state(self.actor_net), critic=numpy_state(self.critic_net),
                     optimizer=optimizer_state(self.optimizer, self.actor_net, self.critic_net),
                     rng=self.rng.bit_generator.state, gradient_steps=self.gradient_steps)
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Take back what `state` said (checked first by ppo_toolbox.checkpoint); a rollout
-        under way is dropped."""
-        for net, role in ((self.actor_net, "actor"), (self.critic_net, "critic")):
-            load_weights(net, state[role], "the checkpoint")
+        """Take back a `state()` (checked first by ppo_toolbox.checkpoint); drops a rollout under way."""
+        load_weights(self.actor_net, state["actor"], "the checkpoint")
+        load_weights(self.critic_net, state["critic"], "the checkpoint")
         restore_optimizer(self.optimizer, state["optimizer"], self.actor_net, self.critic_net)
-        self.rng.bit_generator.state = state["rng"]
-        self.gradient_steps = state["gradient_steps"]
+        self.rng.bit_generator.state, self.gradient_steps = state["rng"], state["gradient_steps"]
         self.acting_actor.refresh()
         self.buffer.clear()
 
