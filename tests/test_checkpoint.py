@@ -77,6 +77,17 @@ def test_a_setting_added_later_takes_its_default_with_one_note(half_run, capsys)
     assert len(err) == 1 and err[0].startswith("note:") and "--demo-knob" in err[0] and "default 0.5" in err[0]
 
 
+def test_a_checkpoint_without_a_setting_of_this_version_resumes_with_its_default(tmp_path, capsys, half_run):
+    run_dir = run_copy(half_run, tmp_path)
+    state = checkpoint.load_file(run_dir / checkpoint.CHECKPOINT)
+    del state["config"]["target_kl"]  # as if written before --target-kl existed
+    checkpoint.save_file(run_dir / checkpoint.CHECKPOINT, state)
+    assert ppo_cli.main(["train", "--resume", str(run_dir / checkpoint.CHECKPOINT), "--total-timesteps", "768"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--target-kl" in notes[0] and "default None" in notes[0], notes
+    assert checkpoint.read_checkpoint(run_dir / checkpoint.CHECKPOINT, pm.Args)["counters"]["global_step"] == 768
+
+
 def test_a_setting_this_version_does_not_know_is_refused_in_one_line(tmp_path, capsys, half_run):
     run_dir = run_copy(half_run, tmp_path)
     state = checkpoint.load_file(run_dir / checkpoint.CHECKPOINT)
