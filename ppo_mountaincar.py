@@ -53,8 +53,9 @@ from ppo_toolbox.envs import make_vec_env  # noqa: E402
 from ppo_toolbox.errors import UsageError  # noqa: E402
 from ppo_toolbox.kernels import Linear  # noqa: E402
 from ppo_toolbox.network_files import load_weights, network_meta, read_network  # noqa: E402
-from ppo_toolbox.param_files import save_state  # noqa: E402
+from ppo_toolbox.param_files import numpy_state, save_state  # noqa: E402
 from ppo_toolbox.run import Run  # noqa: E402
+from ppo_toolbox.run_state import optimizer_state, restore_optimizer  # noqa: E402
 # The rest of the Python API the READMEs show, from the toolbox:
 from ppo_toolbox.evaluation import evaluate, load_policy  # noqa: E402,F401
 from ppo_toolbox.figures import plot_run  # noqa: E402,F401
@@ -142,7 +143,7 @@ class Args:
                                  output=True)
     param_dir: str = _flag("param", "each run's policy, snapshots, checkpoint and figures go into "
                            "<param-dir>/<run name>/; the latest finished run's policy is copied to "
-                           "<param-dir>/net_param/", output=True)
+                           "<param-dir>/net_param/", output=True, resumable=True)
     save_every: int = _flag(50, "write a numbered snapshot every N updates (0: never)",
                             output=True, resumable=True)
     keep_snapshots: int = _flag(3, "numbered snapshots to keep", output=True, resumable=True)
@@ -374,6 +375,12 @@ class CountBonus:
         np.add.at(self.counts, c, 1)
         return (beta / np.sqrt(self.counts[c])).astype(np.float32)
 
+    def state(self) -> dict[str, Any]:  # for checkpoints and undoing a stopped rollout
+        return dict(counts=self.counts.copy())
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.counts[:] = state["counts"]
+
 
 # ---------------------------------------------------------------------------------------
 # 5. The PPO agent
@@ -574,6 +581,22 @@ class PPO:
         save_state(self.critic_net, directory / f"critic_net{suffix}.param", {**meta, "role": "critic"})
         return save_state(self.actor_net, directory / f"actor_net{suffix}.param", {**meta, "role": "actor"})
 
+    # -- its state, for checkpoints and undoing a stopped rollout (ppo_toolbox.run_state) ---
+    def state(self) -> dict[str, Any]:
+        """What learning changes: weights and observation statistics, Adam, the RNG, the steps."""
+        return dict(actor=numpy_state(self.actor_net), critic=numpy_state(self.critic_net),
+                    optimizer=optimizer_state(self.optimizer, self.actor_net, self.critic_net),
+                    rng=self.rng.bit_generator.state, gradient_steps=self.gradient_steps)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back a `state()` (checked first by ppo_toolbox.checkpoint); drops a rollout under way."""
+        load_weights(self.actor_net, state["actor"], "the checkpoint")
+        load_weights(self.critic_net, state["critic"], "the checkpoint")
+        restore_optimizer(self.optimizer, state["optimizer"], self.actor_net, self.critic_net)
+        self.rng.bit_generator.state, self.gradient_steps = state["rng"], state["gradient_steps"]
+        self.acting_actor.refresh()
+        self.buffer.clear()
+
 
 # ---------------------------------------------------------------------------------------
 # 6. The training loop
@@ -659,7 +682,9 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 
 def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
     """Continue a run from its checkpoint, as `train --resume PATH` does; `changes` may set
-    e.g. total_timesteps=300_000. Returns the summary, like `train`."""
+    e.g. total_timesteps=300_000. The run goes on in the checkpoint's run folder, or, for a
+    checkpoint kept elsewhere (a download), in a new one under --param-dir. Returns the
+    summary, like `train`."""
     checkpoint = read_checkpoint(path, Args)
     return train(Args(**resumed_config(checkpoint["config"], changes, Args)), checkpoint)
 

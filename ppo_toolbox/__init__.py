@@ -13,7 +13,8 @@ reader needs to follow the algorithm. One job per module:
     network_files  a network file's description, checked; the tutorial's own files
     stopping       Ctrl-C and SIGTERM as a clean stop
     logbook        VisualDL records, the progress bar and the time split
-    checkpoint     a training checkpoint: written, checked and restored side by side
+    run_state      a run's state: what each part of a run says it is and takes back
+    checkpoint     the checkpoint: a run's state in a file, written, checked and placed
     undo           the point a stop goes back to: the start of the rollout under way
     folders        run names and the folders a run claims
     best_policy    the periodic evaluation and the best policy so far

@@ -1,14 +1,17 @@
 """The periodic greedy evaluation during training and the best policy so far: `BestPolicy`.
-Imports numpy, `acting` and `evaluation`."""
+Imports numpy, `acting` and `evaluation` (and `run_state`'s `Agent`, for type checkers only)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .acting import NumpyNet
 from .evaluation import EVAL_SEED, evaluate, make_policy
+
+if TYPE_CHECKING:
+    from .run_state import Agent
 
 
 class BestPolicy:
@@ -25,12 +28,12 @@ class BestPolicy:
         """Whether to evaluate now: every --eval-every steps, and at the end of training."""
         return bool(self.args.eval_every) and (global_step >= self.next_eval or last)
 
-    def evaluate(self, agent: Any) -> dict[str, Any]:
+    def evaluate(self, agent: Agent) -> dict[str, Any]:
         """Evaluate the agent's greedy policy (changing nothing: a stop may interrupt it)."""
         return evaluate(make_policy(NumpyNet(agent.actor_net)), self.args.env_id, self.args.eval_episodes,
                         EVAL_SEED, trusted_env=self.trusted_env)
 
-    def keep(self, result: dict[str, Any], agent: Any, global_step: int, seconds: float) -> None:
+    def keep(self, result: dict[str, Any], agent: Agent, global_step: int, seconds: float) -> None:
         """Record an evaluation; keep the policy if it is the best so far."""
         self.next_eval = global_step + self.args.eval_every
         self.history.append(dict(result, global_step=global_step, seconds=seconds))
@@ -41,3 +44,12 @@ class BestPolicy:
     @property
     def found(self) -> bool:
         return self.best["mean_return"] > -np.inf
+
+    def state(self) -> dict[str, Any]:
+        """The evaluations so far, the best ({}: none yet) and the step the next is due at."""
+        return dict(best=dict(self.best) if self.found else {}, history=[dict(h) for h in self.history],
+                    next_eval=self.next_eval)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best = dict(state["best"]) if state["best"] else dict(mean_return=-np.inf)
+        self.history, self.next_eval = [dict(h) for h in state["history"]], state["next_eval"]

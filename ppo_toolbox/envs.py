@@ -96,25 +96,20 @@ class MountainCarVecEnv(gym.vector.VectorEnv):
         vel = np.where((pos == cls.MIN_POS) & (vel < 0), 0.0, vel)
         return pos, vel, (pos >= cls.GOAL_POS) & (vel >= 0)
 
-    def get_state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         """Every car's position, velocity, elapsed steps and RNG: what a checkpoint needs to
         continue these episodes exactly."""
         return dict(pos=self.pos.copy(), vel=self.vel.copy(), elapsed=self.elapsed.copy(),
                     rngs=[rng.bit_generator.state for rng in self.rngs])
 
-    def set_state(self, state: dict[str, Any]) -> np.ndarray:
-        """Put the cars back as `get_state` saw them; returns their observations."""
-        try:
-            pos, vel, elapsed = (np.asarray(state[k], dtype) for k, dtype in
-                                 (("pos", np.float64), ("vel", np.float64), ("elapsed", np.int64)))
-            if not (pos.shape == vel.shape == elapsed.shape == (self.num_envs,)) or len(state["rngs"]) != self.num_envs:
-                raise ValueError("sizes")
-            rngs = [gym.utils.seeding.np_random()[0] for _ in range(self.num_envs)]
-            for rng, saved in zip(rngs, state["rngs"]):
-                rng.bit_generator.state = saved
-        except (KeyError, TypeError, ValueError):
-            raise UsageError("the checkpoint's env state is damaged or for other envs; start a new run") from None
-        self.pos, self.vel, self.elapsed, self.rngs = pos, vel, elapsed, rngs
+    def load_state(self, state: dict[str, Any]) -> np.ndarray:
+        """Put the cars back as `state` saw them (checked by the caller: ppo_toolbox.checkpoint);
+        returns their observations."""
+        self.pos, self.vel, self.elapsed = (np.array(state[k], dtype) for k, dtype in
+                                            (("pos", np.float64), ("vel", np.float64), ("elapsed", np.int64)))
+        self.rngs = [gym.utils.seeding.np_random()[0] for _ in state["rngs"]]
+        for rng, saved in zip(self.rngs, state["rngs"]):
+            rng.bit_generator.state = saved
         return self._obs()
 
     def step(self, actions: np.ndarray):

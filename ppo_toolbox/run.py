@@ -1,8 +1,9 @@
 """The books of one training run, as `train` uses them: `Run` owns the run's counters
 (`Progress`), its folders, the logbook, the best-policy keeper, the checkpoint and the stop
-signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). Imports numpy and
-the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`, `folders`,
-`logbook`, `param_files`, `stopping` and `undo`."""
+signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). The run's state is
+its parts' (`Run.parts`): what a checkpoint writes, a resume loads and an undo point holds.
+Imports numpy and the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`,
+`folders`, `logbook`, `param_files`, `run_state`, `stopping` and `undo`."""
 from __future__ import annotations
 
 import contextlib
@@ -18,35 +19,48 @@ import numpy as np
 
 from .acting import NumpyNet
 from .best_policy import BestPolicy
-from .checkpoint import CHECKPOINT, envs_state, restore_checkpoint, restore_envs, write_checkpoint
+from .checkpoint import CHECKPOINT, write_checkpoint
 from .errors import TrainingDiverged
 from .figures import plot_run, policy_value_images
 from .folders import claim_run_folders, ensure_writable, lock_run_folder, refuse_links, remove_if_empty, unlock
 from .logbook import Logbook
 from .param_files import atomic_write, remove_stale_temporaries
+from .run_state import Agent, HasState, OpenEpisodes
 from .stopping import StopRequested, StopSignal
 from .undo import UndoPoint
 
 
 @dataclasses.dataclass
 class Progress:
-    """Where a run stands: its counters, owned by its `Run` (saved in the checkpoint)."""
+    """Where a run stands: the training loop's counters, owned by its `Run`. Each count has one
+    owner: the agent counts its gradient steps, the keeper when the next evaluation is due, the
+    logbook the seconds; all are in the run's state."""
 
     global_step: int = 0    # env steps so far, all envs together
     episodes_done: int = 0  # training episodes finished
     rollouts: int = 0       # rollouts collected and learned from
+
+    def state(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
 
 class Run:
     """One training run's books. As a `with` block, Ctrl-C and SIGTERM stop it cleanly;
     `finish` writes the final files and returns the summary `train` returns."""
 
-    def __init__(self, args: Any, agent: Any, bonus: Any, envs: Any, changed: dict[str, Any], device: str,
+    def __init__(self, args: Any, agent: Agent, bonus: HasState | None, envs: Any, changed: dict[str, Any], device: str,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
                  trusted_env: str | None = None, hparams: tuple[str, ...] = ()):
+        if not isinstance(agent, Agent):  # a renamed attribute fails here, not deep in a run
+            raise TypeError(f"{type(agent).__name__} lacks what ppo_toolbox.run_state.Agent names")
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
-        if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
+        self.checkpoint = checkpoint
+        if checkpoint is None or checkpoint["path"] is None:  # a folder of its own under --param-dir and --logdir
             self.run_name, self.net_dir = claim_run_folders(args, changed)
         else:  # the folder the checkpoint is in, wherever the run is resumed from
             self.run_name, self.net_dir = checkpoint["run_name"], Path(checkpoint["path"]).parent
@@ -57,9 +71,10 @@ class Run:
             refuse_links(self.net_dir, self.log_dir, self.latest_dir, self.net_dir / "img")
             self.lock = lock_run_folder(self.net_dir)  # before anything is written there
             self.keeper = BestPolicy(args, self.net_dir, trusted_env)
-            counters = {} if checkpoint is None else restore_checkpoint(checkpoint, agent, bonus, self.keeper)
-            self.progress = Progress(**{k: counters.get(k, 0) for k in ("global_step", "episodes_done", "rollouts")})
-            self.saved_envs = None if checkpoint is None else checkpoint.get("envs")
+            self.progress = Progress()
+            for name, part in self.parts(envs=False).items():  # the envs once the logbook is there
+                if checkpoint is not None and part is not None:
+                    part.load_state(checkpoint[name])
             for folder in (self.net_dir, self.log_dir, self.latest_dir):
                 ensure_writable(folder)
                 remove_stale_temporaries(folder)
@@ -68,14 +83,13 @@ class Run:
                 print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
                       file=sys.stderr)
             self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
-                               counters.get("elapsed", 0.0), hparams)
+                               0.0 if checkpoint is None else checkpoint["elapsed"], hparams)
         except BaseException:
             unlock(self.lock)
-            if checkpoint is None:
+            if checkpoint is None or checkpoint["path"] is None:
                 remove_if_empty(self.net_dir, self.log_dir)
             raise
         self.stop = StopSignal()
-        self.fresh_optimizer = False  # a stop undid the first update: Adam has no state to save
         self.reached = False          # --target-return reached, or on_evaluation asked to stop
         self.evaluated = False        # in the rollout under way
         self.collected_at = time.perf_counter()
@@ -95,11 +109,21 @@ class Run:
             with contextlib.suppress(Exception):
                 self.log.bar.close()
 
+    def parts(self, envs: bool = True) -> dict[str, HasState | None]:
+        """The run's state, part by part (None: a part this run has not): the counters, the
+        agent, the exploration bonus, the best policy's keeper, and the envs with their open
+        episodes where the envs can say their state (the numpy MountainCar)."""
+        parts: dict[str, HasState | None] = dict(counters=self.progress, agent=self.agent, bonus=self.bonus,
+                                                 keeper=self.keeper)
+        if envs:
+            parts["envs"] = OpenEpisodes(self.envs, self.log) if isinstance(self.envs, HasState) else None
+        return parts
+
     def first_observations(self, seeds: list[int]) -> np.ndarray:
         """The checkpoint's envs where they were, when it holds them (the numpy MountainCar),
         so that a resumed run is the run that was stopped; else new episodes from `seeds`."""
-        obs = restore_envs(self.saved_envs, self.envs, self.log)
-        return self.envs.reset(seed=seeds)[0] if obs is None else obs
+        envs, saved = self.parts()["envs"], self.checkpoint and self.checkpoint["envs"]
+        return self.envs.reset(seed=seeds)[0] if envs is None or saved is None else envs.load_state(saved)
 
     def budget_spent(self) -> bool:
         p, args = self.progress, self.args
@@ -115,7 +139,7 @@ class Run:
         of it is kept on disk puts everything back as it was at its start (networks, Adam,
         counters, RNG, bonus counts, envs) and ends the run, so that a checkpoint always
         holds an update boundary. A stop while files are written lets them finish."""
-        undo = UndoPoint(self.progress, self.agent, self.bonus, self.envs, self.log)
+        undo = UndoPoint(self.parts())
         self.evaluated = False
         self.stop.arm()
         try:
@@ -123,7 +147,7 @@ class Run:
             self.stop.keep()
             self._commit()
         except StopRequested:
-            self.fresh_optimizer = undo.restore()
+            undo.restore()
             self.log.discard()
         finally:
             self.stop.keep()
@@ -184,9 +208,8 @@ class Run:
         self.write_checkpoint()
 
     def write_checkpoint(self) -> Path:
-        return write_checkpoint(self.net_dir / CHECKPOINT, self.args, self.run_name, self.agent, self.bonus,
-                                self.keeper, dataclasses.asdict(self.progress), self.log.seconds(),
-                                envs_state(self.envs, self.log), self.fresh_optimizer)
+        return write_checkpoint(self.net_dir / CHECKPOINT, dataclasses.asdict(self.args), self.run_name,
+                                self.parts(), self.log.seconds())
 
     def _commit(self) -> None:
         """The rollout is kept: write its logs. After an evaluation, check that VisualDL could

@@ -22,8 +22,9 @@ OLD_SHORT_NAMES = {
     "explore_bonus": "bonus", "explore_bins": "bins", "explore_decay_steps": "bdecay", "eval_every": "evalint",
     "eval_episodes": "evaleps", "target_return": "target"}
 OLD_OUTPUT_SETTINGS = {"logdir", "param_dir", "run_name", "quiet", "plots", "save_every", "keep_snapshots", "device"}
+# (and param_dir since a checkpoint outside a run folder continues in a new run folder there)
 OLD_RESUMABLE_FLAGS = {"total_timesteps", "episodes", "quiet", "device", "eval_every", "eval_episodes",
-                       "target_return", "save_every", "keep_snapshots", "logdir"}
+                       "target_return", "save_every", "keep_snapshots", "logdir", "param_dir"}
 OLD_NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "run_name", "quiet", "plots",
                       "save_every", "keep_snapshots", "eval_every", "eval_episodes", "target_return",
                       "fast_env", "episodes", "total_timesteps"}
