@@ -1,8 +1,8 @@
 """The books of one training run, as `train` uses them: `Run` owns the run's counters
 (`Progress`), its folders, the logbook, the best-policy keeper, the checkpoint and the stop
 signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). Imports numpy and
-the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`, `folders`,
-`logbook`, `param_files`, `stopping` and `undo`."""
+the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`, `logbook`,
+`param_files`, `run_folder`, `stopping` and `undo`."""
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +21,9 @@ from .best_policy import BestPolicy
 from .checkpoint import CHECKPOINT, envs_state, restore_checkpoint, restore_envs, write_checkpoint
 from .errors import TrainingDiverged
 from .figures import plot_run, policy_value_images
-from .folders import claim_run_folders, ensure_writable, lock_run_folder, refuse_links, remove_if_empty, unlock
 from .logbook import Logbook
-from .param_files import atomic_write, remove_stale_temporaries
+from .param_files import atomic_write
+from .run_folder import RunFolder
 from .stopping import StopRequested, StopSignal
 from .undo import UndoPoint
 
@@ -46,23 +46,16 @@ class Run:
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
                  trusted_env: str | None = None, hparams: tuple[str, ...] = ()):
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
-        if checkpoint is None:  # a folder of its own under --param-dir and under --logdir
-            self.run_name, self.net_dir = claim_run_folders(args, changed)
-        else:  # the folder the checkpoint is in, wherever the run is resumed from
-            self.run_name, self.net_dir = checkpoint["run_name"], Path(checkpoint["path"]).parent
-        self.log_dir = Path(args.logdir) / self.run_name
-        self.latest_dir = Path(args.param_dir) / "net_param"  # the latest finished run's policy
-        self.lock = None
+        resumed = None if checkpoint is None else (checkpoint["run_name"], Path(checkpoint["path"]).parent)
+        self.folder = RunFolder(args, changed, resumed)  # a new run: a folder of its own; else the checkpoint's
+        self.folder.claim()
+        self.run_name, self.net_dir, self.log_dir = self.folder.run_name, self.folder.path, self.folder.log_dir
+        self.latest_dir = self.folder.latest_dir  # the latest finished run's policy
         try:  # a run refused here leaves nothing behind
-            refuse_links(self.net_dir, self.log_dir, self.latest_dir, self.net_dir / "img")
-            self.lock = lock_run_folder(self.net_dir)  # before anything is written there
             self.keeper = BestPolicy(args, self.net_dir, trusted_env)
             counters = {} if checkpoint is None else restore_checkpoint(checkpoint, agent, bonus, self.keeper)
             self.progress = Progress(**{k: counters.get(k, 0) for k in ("global_step", "episodes_done", "rollouts")})
             self.saved_envs = None if checkpoint is None else checkpoint.get("envs")
-            for folder in (self.net_dir, self.log_dir, self.latest_dir):
-                ensure_writable(folder)
-                remove_stale_temporaries(folder)
             if not args.quiet:  # before the progress bar appears
                 import paddle
                 print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
@@ -70,9 +63,7 @@ class Run:
             self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
                                counters.get("elapsed", 0.0), hparams)
         except BaseException:
-            unlock(self.lock)
-            if checkpoint is None:
-                remove_if_empty(self.net_dir, self.log_dir)
+            self.folder.release()
             raise
         self.stop = StopSignal()
         self.fresh_optimizer = False  # a stop undid the first update: Adam has no state to save
@@ -88,8 +79,7 @@ class Run:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.__exit__(*exc)
-        unlock(self.lock)
-        self.lock = None
+        self.folder.release()
         if isinstance(exc[1], KeyboardInterrupt):  # a second stop: say where the run's files are
             exc[1].run_dir = str(self.net_dir)
             with contextlib.suppress(Exception):
