@@ -40,7 +40,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         path = Path(os.path.realpath(path))
         if path.exists() and not path.is_file():
             raise UsageError(f"{path} is not a regular file; write to a file path instead")
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # in a run's folder: no link on the way (checked)
     # mkstemp: O_EXCL, and O_NOFOLLOW where the system has it; the name is this program's own
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMPORARY[0]}{path.name}.", suffix=TEMPORARY[1])
     os.close(fd)

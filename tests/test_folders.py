@@ -138,3 +138,17 @@ def test_a_finished_run_releases_its_folder(finished_run):
         assert lock_descriptor(fd, blocking=False)  # nothing holds it any more
     finally:
         os.close(fd)
+
+
+def test_a_figures_folder_planted_as_a_link_mid_run_is_not_written_through(tmp_path):
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+
+    def plant(step, result):
+        img = run_folder_of(tmp_path) / "img"
+        if not img.exists():
+            img.symlink_to(decoy, target_is_directory=True)
+    with pytest.raises(pm.UsageError) as e:
+        pm.train(small_args(tmp_path, plots=True, save_every=0), on_evaluation=plant)
+    one_line_refusal(e, "img is a symbolic link")
+    assert not any(decoy.iterdir())
