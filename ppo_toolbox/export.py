@@ -2,8 +2,10 @@
 Paddle Inference model (`policy.json` + `policy.pdiparams`: raw state in, action logits out,
 the observation statistics inside, any batch size), an ONNX model (`policy.onnx`, when
 paddle2onnx is installed), `policy_info.json` (what `eval DIR` needs) and a `README.md` card;
-`ExportedPolicy` runs either one as a policy. Top layer: it imports `ppo_mountaincar` (to
-build the actor), paddle, numpy and the toolbox."""
+`ExportedPolicy` runs either one as a policy, after checking the folder as a file from anyone
+(regular files no larger than export writes, JSON that parses, the info's sizes typed and
+matched by the model). Top layer: it imports `ppo_mountaincar` (to build the actor), paddle,
+numpy and the toolbox."""
 from __future__ import annotations
 
 import contextlib
