@@ -222,19 +222,19 @@ class ExportedPolicy:
                 config.disable_glog_info()
                 config.set_cpu_math_library_num_threads(1)
                 return inference.create_predictor(config)
-        name = "policy.onnx" if runtime == "onnx" else "policy.json and policy.pdiparams"
+        files = "policy.onnx does" if runtime == "onnx" else "policy.json and policy.pdiparams do"
         try:  # the one place a runtime loads a model: its failure is one line
             self.model = loading()
         except Exception:  # noqa: BLE001 - the runtimes raise their own types
-            raise UsageError(f"{name} in {folder} do not load as a model (damaged, or not written by export); "
+            raise UsageError(f"{files} not load as a model from {folder} (damaged, or not written by export); "
                              "export the policy again") from None
         try:
             probe = self.logits(np.zeros((1, sizes[0]), np.float32))
         except Exception:  # noqa: BLE001 - e.g. a model of another input size
             probe = None
         if probe is None or probe.shape != (1, sizes[1]) or not np.isfinite(probe).all():
-            raise UsageError(f"{name} in {folder} do not map {sizes[0]} inputs to {sizes[1]} actions as "
-                             "policy_info.json says; export the policy again")
+            raise UsageError(f"{files} not map {sizes[0]} inputs to {sizes[1]} actions as "
+                             f"{folder / 'policy_info.json'} says; export the policy again")
 
     def logits(self, states: np.ndarray) -> np.ndarray:
         states = np.ascontiguousarray(states, np.float32)

@@ -184,7 +184,7 @@ def test_a_garbage_onnx_is_one_line(exported, tmp_path, capfd):
     folder = hostile_copy(exported, tmp_path, lambda f: (f / "policy.onnx").write_bytes(b"\x08garbage" * 100))
     assert ppo_cli.main(["eval", str(folder / "policy.onnx"), "--episodes", "2"]) == 2
     err = capfd.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "policy.onnx" in err[0] and "do not load as a model" in err[0], err
+    assert len(err) == 1 and "policy.onnx" in err[0] and "does not load as a model" in err[0], err
 
 
 @pytest.mark.parametrize("missing", ["onnxruntime", "policy.onnx"])

@@ -1,5 +1,5 @@
 """Where learners run (Windows, macOS): nothing Unix-only at import time, and a short training
-works without `fcntl` and `os.O_NOFOLLOW`, hidden here as Windows lacks them. One fresh process,
+(and an eval and an export) work without `fcntl` and `os.O_NOFOLLOW`, hidden here as Windows lacks them. One fresh process,
 so that no module was imported with them before. The CPU's vendor where /proc is missing."""
 import subprocess
 import sys
@@ -22,24 +22,28 @@ del os.O_NOFOLLOW
 """
 
 
-def test_every_module_imports_and_a_short_training_runs_without_fcntl_and_o_nofollow(tmp_path):
+def test_every_module_imports_and_train_eval_export_run_without_fcntl_and_o_nofollow(tmp_path):
     code = AS_ON_WINDOWS + textwrap.dedent(f"""
         import importlib, pkgutil, runpy
         sys.path.insert(0, {str(ROOT)!r})
         import ppo_toolbox
         for module in pkgutil.iter_modules(ppo_toolbox.__path__):
             importlib.import_module("ppo_toolbox." + module.name)
-        sys.argv = ["ppo_mountaincar.py", "--total-timesteps", "512", *{QUICK!r},
-                    "--param-dir", {str(tmp_path / "param")!r}, "--logdir", {str(tmp_path / "exp")!r}]
-        try:
-            runpy.run_path({str(ROOT / "ppo_mountaincar.py")!r}, run_name="__main__")
-        finally:
-            assert "fcntl" not in sys.modules and not hasattr(os, "O_NOFOLLOW")
+        latest = {str(tmp_path / "param" / "net_param" / "actor_net.param")!r}
+        for argv in (["--total-timesteps", "512", *{QUICK!r}, "--param-dir", {str(tmp_path / "param")!r},
+                      "--logdir", {str(tmp_path / "exp")!r}],
+                     ["eval", latest, "--episodes", "3"], ["export", latest, "--out", "exported"]):
+            sys.argv = ["ppo_mountaincar.py", *argv]
+            try:
+                runpy.run_path({str(ROOT / "ppo_mountaincar.py")!r}, run_name="__main__")
+            except SystemExit as e:
+                assert not e.code, argv
+        assert "fcntl" not in sys.modules and not hasattr(os, "O_NOFOLLOW")
         """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
-    assert (tmp_path / "param" / "net_param" / "actor_net.param").is_file()
+    assert (tmp_path / "exported" / "policy.pdiparams").is_file() and "mean return" in proc.stdout
     assert "no file locks" in proc.stderr  # what is missing, said in one line
 
 
