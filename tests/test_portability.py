@@ -1,6 +1,7 @@
-"""Where learners run (Windows, macOS): nothing Unix-only at import time, and a short training
-(and an eval and an export) work without `fcntl` and `os.O_NOFOLLOW`, hidden here as Windows lacks them. One fresh process,
-so that no module was imported with them before. The CPU's vendor where /proc is missing."""
+"""Where learners run (Windows, macOS): nothing Unix-only at import time; a short training, an
+eval and an export work without `fcntl` and `os.O_NOFOLLOW`, hidden here as Windows lacks them
+(one fresh process, so that no module was imported with them before). The CPU's vendor where
+/proc is missing."""
 import subprocess
 import sys
 import textwrap
