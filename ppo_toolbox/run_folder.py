@@ -42,7 +42,7 @@ _claimed: dict[str, tuple[int, int]] = {}  # claimed folder (absolute) -> (st_de
 
 class RunFolder:
     """The folders of one training run, claimed (`claim`), checked at every write while held
-    (`check_write`), and given back (`release`). As a `with` block: claim ... release."""
+    (`check_write`), and given back (`release`)."""
 
     def __init__(self, args: Any, changed: dict[str, Any], resumed: tuple[str, Path] | None = None):
         """`resumed`: the run name and folder of the checkpoint a resumed run goes on in."""
@@ -89,12 +89,6 @@ class RunFolder:
             self.lock_fd = None
         if self.resumed is None and self.run_name:
             remove_if_empty(self.path, self.log_dir)
-
-    def __enter__(self) -> RunFolder:
-        return self.claim()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
 
 
 def _identity(folder: Path | str) -> tuple[int, int]:
