@@ -3,7 +3,7 @@ folder param/<run>/, its log folder exp/<run>/ and param/net_param/ (the latest 
 policy), from `claim` to `release`:
 
 - claim: a new run makes its run folder itself (`folders.claim_run_folders`), a resumed run
-  takes its checkpoint's folder; no link is followed (param/ and exp/ themselves, the folders,
+  takes its checkpoint's folder if that holds nothing but what runs write; no link is followed (param/ and exp/ themselves, the folders,
   the files in them: git keeps links, so a cloned repo can carry one);
 - the lock: `.lock` in the run folder holds it for one process (filelock's native lock, on a
   file this module opens itself without following a link; a FIFO or a hard-linked file is
@@ -37,6 +37,9 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # none on Windows: a link is looked for
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
 TEMPORARY = (".ppo-", ".tmp")  # an atomic write's temporary: .ppo-<name>.<random>.tmp
 STALE_AFTER = 60.0             # seconds: a write takes well under a minute
+# What a run writes in its run folder: networks, snapshots and the best; checkpoints; figures;
+# the lock; temporaries (this program's, and older versions' .<name>.param.<random>.tmp)
+RUN_FILES = re.compile(r"[\w.-]+\.(param|ckpt)|img|\.lock|\.ppo-[\w.-]+\.tmp|\.[\w.-]+\.param\.\w+\.tmp")
 _claimed: dict[str, tuple[int, int]] = {}  # claimed folder (absolute) -> (st_dev, st_ino)
 
 
@@ -65,6 +68,8 @@ class RunFolder:
         if self.resumed is None:
             refuse_links(Path(self.args.param_dir), Path(self.args.logdir))  # before making anything in them
             self.run_name, self.path = claim_run_folders(self.args, self.changed)
+        else:
+            refuse_foreign_folder(self.path)
         try:
             refuse_links(self.path, self.log_dir, self.latest_dir, self.path / "img")
             self.lock_fd = lock(self.path)  # before anything is written there
@@ -113,6 +118,17 @@ def refuse_links(*paths: Path) -> None:
         link = next((p for p in [path, *inside] if _is_link(p)), None)
         if link is not None:
             raise _link_refused(link)
+
+
+def refuse_foreign_folder(folder: Path) -> None:
+    """A resumed run writes into its checkpoint's folder: refuse one that holds anything a run
+    does not write there (a checkpoint saved among a user's files, e.g. in Downloads), before
+    anything is written or removed in it. The names are not shown: they are anyone's."""
+    foreign = [p for p in folder.iterdir() if not RUN_FILES.fullmatch(p.name)]
+    if foreign:
+        raise UsageError(f"{folder} is not a run folder: it holds {len(foreign)} file(s) no run writes, and a resumed "
+                         "run writes into its checkpoint's folder; move the checkpoint into a folder of its own "
+                         "(e.g. param/my-run/) and resume it there")
 
 
 def check_write(path: Path) -> bool:

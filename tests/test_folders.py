@@ -119,16 +119,15 @@ def test_a_held_lock_names_only_a_valid_process_id(copied_run, contents, shown):
         os.close(fd)
 
 
-def test_a_resume_removes_only_this_programs_stale_temporaries(copied_run):
+def test_a_resume_removes_the_stale_temporaries_of_writes_a_kill_interrupted(copied_run):
     old = time.time() - 600
-    names = {".notes.txt.tmp": old, ".ppo-actor_net.param.x1y2z3.tmp": old, ".ppo-critic_net.param.a1b2c3.tmp": None}
+    names = {".ppo-actor_net.param.x1y2z3.tmp": old, ".ppo-critic_net.param.a1b2c3.tmp": None}
     for name, mtime in names.items():
         (copied_run / name).write_text("x")
         if mtime:
             os.utime(copied_run / name, (mtime, mtime))
     pm.resume(copied_run / checkpoint.CHECKPOINT, total_timesteps=1024)
-    left = {p.name for p in copied_run.glob(".*.tmp")}
-    assert left == {".notes.txt.tmp", ".ppo-critic_net.param.a1b2c3.tmp"}  # an editor's file; a young one
+    assert {p.name for p in copied_run.glob(".*.tmp")} == {".ppo-critic_net.param.a1b2c3.tmp"}  # a young one stays
 
 
 def test_a_finished_run_releases_its_folder(finished_run):
@@ -152,3 +151,19 @@ def test_a_figures_folder_planted_as_a_link_mid_run_is_not_written_through(tmp_p
         pm.train(small_args(tmp_path, plots=True, save_every=0), on_evaluation=plant)
     one_line_refusal(e, "img is a symbolic link")
     assert not any(decoy.iterdir())
+
+
+def test_a_checkpoint_among_a_users_files_is_resumed_nowhere_and_nothing_there_changes(copied_run, tmp_path):
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    shutil.copy(copied_run / checkpoint.CHECKPOINT, downloads)
+    (downloads / "holiday.jpg").write_bytes(b"\xff\xd8")
+    (downloads / ".notes.txt.tmp").write_text("an editor's swap file")
+    old = time.time() - 600
+    os.utime(downloads / ".notes.txt.tmp", (old, old))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(pm.UsageError) as e:
+        pm.resume(downloads / checkpoint.CHECKPOINT, total_timesteps=1024)
+    one_line_refusal(e, "is not a run folder")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert {p.name for p in tmp_path.iterdir()} == {"copy", "Downloads"}  # no ../net_param, no ../exp
