@@ -3,8 +3,9 @@ folder param/<run>/, its log folder exp/<run>/ and param/net_param/ (the latest 
 policy), from `claim` to `release`:
 
 - claim: a new run makes its run folder itself (`folders.claim_run_folders`), a resumed run
-  takes its checkpoint's folder if that holds nothing but what runs write; no link is followed (param/ and exp/ themselves, the folders,
-  the files in them: git keeps links, so a cloned repo can carry one);
+  takes its checkpoint's folder if that holds nothing but what runs write; no link is followed
+  (param/ and exp/ themselves, the folders, the files in them: git keeps links, so a cloned
+  repo can carry one);
 - the lock: `.lock` in the run folder holds it for one process (filelock's native lock, on a
   file this module opens itself without following a link; a FIFO or a hard-linked file is
   refused before anything is written to it);
@@ -135,6 +136,8 @@ def check_write(path: Path) -> bool:
     """Whether `path` is in a folder a run has claimed (or below one). If so, refuse unless
     the folder is still the one claimed and no link is on the way: at `path`, or a folder
     between (img/). False: not a run's file (e.g. replay --out), written as the caller says."""
+    if not _claimed:
+        return False
     folder, between = os.path.abspath(path.parent), []
     while folder not in _claimed:
         parent = os.path.dirname(folder)
