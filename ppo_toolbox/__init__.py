@@ -16,7 +16,8 @@ reader needs to follow the algorithm. One job per module:
     run_state      a run's state: what each part of a run says it is and takes back
     checkpoint     the checkpoint: a run's state in a file, written, checked and placed
     undo           the point a stop goes back to: the start of the rollout under way
-    folders        run names and the folders a run claims
+    folders        run names, and claiming one
+    run_folder     the run folder's lifecycle: claim, lock, links, checked writes, cleanup
     best_policy    the periodic evaluation and the best policy so far
     run            `Run`: the books of one training run, as `train` uses them
     evaluation     evaluating a policy; playing an episode

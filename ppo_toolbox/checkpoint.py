@@ -35,6 +35,7 @@ import numpy as np
 
 from .errors import UsageError
 from .network_files import MAX_ACTIONS, MAX_OBS_DIM, check_weights, expected_shapes
+from .run_folder import LOCK, NONBLOCK, is_run_folder
 from .run_state import HasState
 from .settings import MAX_BONUS_CELLS, MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_WEIGHTS, validate, with_role
 
@@ -46,7 +47,6 @@ MAX_HEADER = 2 * MAX_JSON + 2**20  # that JSON as one escaped string, and the te
 # with Adam's two moments, the bonus counts and the cars
 MAX_BYTES = 8 + MAX_HEADER + 6 * 5 * MAX_WEIGHTS + 8 * MAX_BONUS_CELLS + 40 * MAX_ENVS + 2**20
 DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
-LOCK = ".lock"  # every run makes it when it claims its folder, and leaves it there
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -119,18 +119,12 @@ def read_checkpoint(path: str | Path, args_class: type) -> dict[str, Any]:
     return state
 
 
-def is_run_folder(folder: Path) -> bool:
-    """A folder a run claimed: it holds the run's lock file (a regular file), which a run
-    makes when it claims its folder and never removes."""
-    return not folder.is_symlink() and (folder / LOCK).is_file() and not (folder / LOCK).is_symlink()
-
-
 def load_file(path: Path) -> dict[str, Any]:
     """A checkpoint file's state with its arrays in place (its values not checked yet); a
     refusal in one line for a file outside the format."""
     from safetensors.numpy import load
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+        fd = os.open(path, os.O_RDONLY | NONBLOCK)  # a FIFO must not block the open
     except FileNotFoundError:
         raise UsageError(f"no such checkpoint: {path}; pass param/<run name>/{CHECKPOINT}") from None
     except OSError as e:

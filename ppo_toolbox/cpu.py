@@ -16,7 +16,9 @@ MKL_AVX2 = ("MKL_DEBUG_CPU_TYPE", "5")
 
 
 def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    """The CPU's vendor id (GenuineIntel, AuthenticAMD, ...), or None where it is not told."""
+    """The CPU's vendor id (GenuineIntel, AuthenticAMD, ...), or None where it is not told:
+    from /proc/cpuinfo (Linux), else from Windows' PROCESSOR_IDENTIFIER ("AMD64 Family 25 ...,
+    AuthenticAMD"). macOS tells neither; its CPUs are Intel's or Apple's, which need no setting."""
     try:
         with cpuinfo.open(encoding="ascii", errors="replace") as f:
             for _, line in zip(range(64), f):  # the first processor's lines suffice
@@ -25,7 +27,7 @@ def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
                     return value.strip()
     except OSError:
         pass
-    return None
+    return os.environ.get("PROCESSOR_IDENTIFIER", "").rpartition(",")[2].strip() or None
 
 
 def set_math_library_defaults(environ: dict[str, str] | None = None, vendor: str | None = None) -> dict[str, str]:

@@ -2,14 +2,18 @@
 Paddle Inference model (`policy.json` + `policy.pdiparams`: raw state in, action logits out,
 the observation statistics inside, any batch size), an ONNX model (`policy.onnx`, when
 paddle2onnx is installed), `policy_info.json` (what `eval DIR` needs) and a `README.md` card;
-`ExportedPolicy` runs either one as a policy. Top layer: it imports `ppo_mountaincar` (to
-build the actor), paddle, numpy and the toolbox."""
+`ExportedPolicy` runs either one as a policy, after checking the folder as a file from anyone
+(regular files no larger than export writes, JSON that parses, the info's sizes typed and
+matched by the model). Top layer: it imports `ppo_mountaincar` (to build the actor), paddle,
+numpy and the toolbox."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -23,9 +27,18 @@ from .errors import UsageError
 from .acting import NumpyNet
 from .evaluation import HOLDOUT_SEED, env_for, evaluate, make_policy
 from .network_files import read_network
+from .run_folder import NOFOLLOW, NONBLOCK, remove_stale_temporaries
+from .settings import MAX_WEIGHTS
 
 PARITY_STATES = 10_000
 TOLERANCE = 1e-5  # logits of the exported model against the .param's
+MAX_SIZE = 4096   # inputs or actions an exported model may have
+# The largest files export writes: the weights as float32 (.pdiparams, and the same inside
+# .onnx) with room for the observation statistics and the graph; a program of at most
+# MAX_LAYERS layers (about 20 KB); the info.
+EXPORTED_FILES = {"policy.json": 2**18, "policy.pdiparams": 4 * MAX_WEIGHTS + 2**20,
+                  "policy.onnx": 4 * MAX_WEIGHTS + 2**20, "policy_info.json": 2**16}
+WORK_FOLDER = ".export-"  # where export writes before moving the files in; stale ones are removed
 
 
 def export_policy(path: str | Path, out: str | Path, trusted_env: str | None = None) -> dict[str, Any]:
@@ -42,9 +55,11 @@ def export_policy(path: str | Path, out: str | Path, trusted_env: str | None = N
     env_id = env_for(meta, trusted_env=trusted_env) if meta["env_id"] else None
     try:
         out.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
+        remove_stale_temporaries(out, WORK_FOLDER + "*")  # left by an export that was killed
+        work = Path(tempfile.mkdtemp(dir=out, prefix=WORK_FOLDER))
     except OSError as e:
         raise UsageError(f"cannot write to {out} ({e.strerror}); choose another --out") from None
+    sizes = (meta["obs_dim"], meta["n_actions"])
     try:
         layer = RawStateLogits(actor)
         layer.eval()
@@ -56,10 +71,10 @@ def export_policy(path: str | Path, out: str | Path, trusted_env: str | None = N
         report = dict(env_id=env_id, obs_dim=meta["obs_dim"], n_actions=meta["n_actions"],
                       hidden_sizes=meta["hidden_sizes"], activation=meta["activation"], norm_obs=meta["norm_obs"],
                       source=str(Path(path).name), parity_states=len(states))
-        report["paddle_inference"] = parity(ExportedPolicy(work, "paddle").logits(states), expected)
+        report["paddle_inference"] = parity(written_back(work, "paddle", sizes).logits(states), expected)
         why_no_onnx = export_onnx(work)
         if why_no_onnx is None:
-            report["onnx"] = parity(ExportedPolicy(work, "onnx").logits(states), expected)
+            report["onnx"] = parity(written_back(work, "onnx", sizes).logits(states), expected)
         for runtime in ("paddle_inference", "onnx"):
             if runtime in report and not report[runtime]["ok"]:
                 raise UsageError(f"the exported {runtime} model does not match {path} (max logit difference "
@@ -74,10 +89,22 @@ def export_policy(path: str | Path, out: str | Path, trusted_env: str | None = N
             os.replace(f, out / f.name)  # each file whole, or the old one
             written.append(str(out / f.name))
     except OSError as e:
-        raise UsageError(f"cannot write to {out} ({e.strerror}); choose another --out") from None
+        fix = "free space, or choose another --out" if e.errno == errno.ENOSPC else "choose another --out"
+        raise UsageError(f"cannot write to {out} ({e.strerror}); nothing was written; {fix}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dict(report, files=written, why_no_onnx=why_no_onnx)
+
+
+def written_back(work: Path, runtime: str, sizes: tuple[int, int]) -> ExportedPolicy:
+    """The model just written, loaded back. Paddle's writer and paddle2onnx's do not report a
+    full disk: they leave a cut file, so a model that does not load back was not written."""
+    try:
+        return ExportedPolicy(work, runtime, sizes)
+    except UsageError:
+        full = shutil.disk_usage(work).free < 2**20
+        raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC) if full else
+                      "the model written there does not load back") from None
 
 
 class RawStateLogits(paddle.nn.Layer):
@@ -130,8 +157,12 @@ def export_onnx(folder: Path) -> str | None:
     # optimize_tool="None": its default (Polygraphy) sets POLYGRAPHY_AUTOINSTALL_DEPS=1 and runs
     # pip install by itself when a module is missing; nothing may install on a user's behalf
     with _quiet_output():  # its C++ core prints progress on stdout
-        paddle2onnx.export(str(folder / "policy.json"), str(folder / "policy.pdiparams"), str(folder / "policy.onnx"),
-                           opset_version=11, enable_optimize=False, optimize_tool="None", verbose=False)
+        try:
+            paddle2onnx.export(str(folder / "policy.json"), str(folder / "policy.pdiparams"),
+                               str(folder / "policy.onnx"), opset_version=11, enable_optimize=False,
+                               optimize_tool="None", verbose=False)
+        except Exception as e:  # noqa: BLE001 - its C++ core's errors; a full disk among them
+            raise OSError(errno.EIO, f"paddle2onnx failed: {type(e).__name__}") from None
     return None
 
 
@@ -155,26 +186,61 @@ def _quiet_output() -> Iterator[None]:
 
 class ExportedPolicy:
     """An exported model as a policy: `logits(states)` and, called, greedy actions (argmax);
-    `runtime` "paddle" (Paddle Inference) or "onnx" (onnxruntime)."""
+    `runtime` "paddle" (Paddle Inference) or "onnx" (onnxruntime). Its files are checked
+    before the runtime sees them (`exported_file`), and the model must map `sizes` (the
+    inputs and actions of policy_info.json, unless given) as the info says."""
 
-    def __init__(self, folder: str | Path, runtime: str = "paddle"):
+    def __init__(self, folder: str | Path, runtime: str = "paddle", sizes: tuple[int, int] | None = None):
         folder = Path(folder)
         self.runtime = runtime
+        if sizes is None:
+            info = read_info(folder)
+            sizes = info["obs_dim"], info["n_actions"]
         if runtime == "onnx":
-            import onnxruntime
-            self.session = onnxruntime.InferenceSession(str(folder / "policy.onnx"), providers=["CPUExecutionProvider"])
+            model = read_exported(folder, "policy.onnx")
+            try:
+                import onnxruntime
+            except ImportError:
+                raise UsageError("running policy.onnx needs onnxruntime: pip install -r requirements-export.txt "
+                                 f"(or pass the folder {folder}: Paddle Inference runs it)") from None
+
+            def loading() -> Any:
+                return onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         else:
-            config = inference.Config(str(folder / "policy.json"), str(folder / "policy.pdiparams"))
-            config.disable_gpu()
-            config.disable_glog_info()
-            config.set_cpu_math_library_num_threads(1)
-            self.predictor = inference.create_predictor(config)
+            program = read_exported(folder, "policy.json")
+            try:
+                if not isinstance(json.loads(program), dict):
+                    raise ValueError
+            except (ValueError, RecursionError):  # RecursionError: nesting past the parser's depth
+                raise UsageError(f"{folder / 'policy.json'} is not a Paddle program written by export; export "
+                                 "the policy again") from None
+            params = exported_file(folder, "policy.pdiparams")
+
+            def loading() -> Any:
+                config = inference.Config(str(folder / "policy.json"), str(params))
+                config.disable_gpu()
+                config.disable_glog_info()
+                config.set_cpu_math_library_num_threads(1)
+                return inference.create_predictor(config)
+        files = "policy.onnx does" if runtime == "onnx" else "policy.json and policy.pdiparams do"
+        try:  # the one place a runtime loads a model: its failure is one line
+            self.model = loading()
+        except Exception:  # noqa: BLE001 - the runtimes raise their own types
+            raise UsageError(f"{files} not load as a model from {folder} (damaged, or not written by export); "
+                             "export the policy again") from None
+        try:
+            probe = self.logits(np.zeros((1, sizes[0]), np.float32))
+        except Exception:  # noqa: BLE001 - e.g. a model of another input size
+            probe = None
+        if probe is None or probe.shape != (1, sizes[1]) or not np.isfinite(probe).all():
+            raise UsageError(f"{files} not map {sizes[0]} inputs to {sizes[1]} actions as "
+                             f"{folder / 'policy_info.json'} says; export the policy again")
 
     def logits(self, states: np.ndarray) -> np.ndarray:
         states = np.ascontiguousarray(states, np.float32)
         if self.runtime == "onnx":
-            return self.session.run(None, {self.session.get_inputs()[0].name: states})[0]
-        p = self.predictor
+            return self.model.run(None, {self.model.get_inputs()[0].name: states})[0]
+        p = self.model
         handle = p.get_input_handle(p.get_input_names()[0])
         handle.reshape(list(states.shape))
         handle.copy_from_cpu(states)
@@ -185,20 +251,59 @@ class ExportedPolicy:
         return self.logits(states).argmax(1)
 
 
-def read_info(folder: Path) -> dict[str, Any]:
-    """An exported folder's policy_info.json, checked: the env and sizes `eval DIR` needs."""
-    path = folder / "policy_info.json"
+def exported_file(folder: Path, name: str) -> Path:
+    """`folder/name` if it is a regular file (not a link, a FIFO or a device) no larger than
+    export writes it; else one line."""
+    path = folder / name
     try:
-        if not path.is_file() or path.stat().st_size > 2**16:
-            raise ValueError("missing or too large")
-        info = json.loads(path.read_text())
-        env_id = info["env_id"]
-        if not (isinstance(info, dict) and (env_id is None or isinstance(env_id, str) and env_id.isprintable())
-                and all(type(info[k]) is int and 0 < info[k] <= 4096 for k in ("obs_dim", "n_actions"))):
-            raise ValueError("not an exported policy's description")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{folder} is not a folder written by export ({str(e)[:80]}); pass an actor .param "
-                         "or an exported folder") from None
+        st = os.lstat(path)
+    except OSError:
+        raise UsageError(f"no such file: {path}; pass a folder written by export" +
+                         (" with paddle2onnx and onnxruntime installed (pip install -r requirements-export.txt)"
+                          if name == "policy.onnx" else "")) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{path} is {'a link' if stat.S_ISLNK(st.st_mode) else 'not a regular file'}; an exported "
+                         "folder holds only the files export wrote: export the policy again")
+    if st.st_size > EXPORTED_FILES[name]:
+        raise UsageError(f"{path} is larger than any file export writes ({st.st_size:,} bytes); export the "
+                         "policy again")
+    return path
+
+
+def read_exported(folder: Path, name: str) -> bytes:
+    """The bytes of `exported_file(folder, name)`, read without following a link or waiting on a FIFO."""
+    path = exported_file(folder, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | NONBLOCK | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since exported_file looked
+                raise OSError(errno.EINVAL, "not a regular file")
+            data = f.read(EXPORTED_FILES[name] + 1)
+    except OSError as e:
+        raise UsageError(f"cannot read {path} ({e.strerror}); export the policy again") from None
+    if len(data) > EXPORTED_FILES[name]:  # it grew since exported_file looked
+        raise UsageError(f"{path} is larger than any file export writes; export the policy again")
+    return data
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """An exported folder's policy_info.json, checked: the env and sizes `eval DIR` needs,
+    each of its type (before it is compared) and in range."""
+    def refused(why: str) -> UsageError:
+        return UsageError(f"{folder} is not a folder written by export (policy_info.json: {why}); pass an actor "
+                          ".param or an exported folder")
+    try:
+        info = json.loads(read_exported(folder, "policy_info.json"))
+    except (ValueError, RecursionError):  # RecursionError: nesting past the parser's depth
+        raise refused("not JSON") from None
+    if not isinstance(info, dict):
+        raise refused("not a JSON object")
+    env_id = info.get("env_id", "")
+    if not (env_id is None or isinstance(env_id, str) and 0 < len(env_id) <= 200 and env_id.isprintable()):
+        raise refused("its env_id is not an env id")
+    for key in ("obs_dim", "n_actions"):
+        if not (type(info.get(key)) is int and 0 < info[key] <= MAX_SIZE):
+            raise refused(f"its {key} is not a whole number in 1..{MAX_SIZE}")
     return info
 
 
@@ -229,6 +334,7 @@ from paddle import inference
 
 config = inference.Config("policy.json", "policy.pdiparams")
 config.disable_gpu()
+config.disable_glog_info()  # else 40-60 lines of "Running PIR pass"
 predictor = inference.create_predictor(config)
 state = np.zeros((1, {r['obs_dim']}), np.float32)
 handle = predictor.get_input_handle(predictor.get_input_names()[0])

@@ -1,12 +1,8 @@
-"""Run names and the folders a run claims, `param/<run name>/` and `exp/<run name>/`: making
-them, holding them (one process per run), and refusing links planted in them. Imports
-`errors` and `settings`."""
+"""Run names, and claiming one: the folders `param/<run name>/` and `exp/<run name>/` that a new
+run makes for itself (their lifecycle after that: `run_folder`). Imports `errors` and `settings`."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -71,62 +67,3 @@ def claim_run_folders(args: Any, changed: dict[str, Any]) -> tuple[str, Path]:
         return name, run_dir
     raise UsageError(f"too many runs named {args.run_name or name} in {args.param_dir}; pass --run-name")
 
-
-def ensure_writable(folder: Path) -> None:
-    """Create `folder` and check that files can be written in it, before training starts."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write to {folder} ({e.strerror}); choose another folder "
-                         "with --param-dir / --logdir") from None
-
-
-def refuse_links(*paths: Path) -> None:
-    """Refuse a folder this program picks for its own files, or a file in it, that is a
-    symbolic link (git keeps them, so a cloned repo can carry one): writing there would
-    write wherever the link points."""
-    for path in paths:
-        inside = list(path.iterdir()) if path.is_dir() and not path.is_symlink() else []
-        link = next((p for p in [path, *inside] if p.is_symlink()), None)
-        if link is not None:
-            raise UsageError(f"{link} is a symbolic link; this program follows no links in the folders it "
-                             "writes its own files to: remove it, or choose another --param-dir / --logdir")
-
-
-def lock_run_folder(net_dir: Path) -> int:
-    """Hold the run folder for this process until `unlock` (or its end): a second training or
-    resume of the same run refuses, naming the process. The lock is the kernel's (flock), so
-    a process that died holds none."""
-    path = net_dir / ".lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
-        raise UsageError(f"cannot lock the run folder {net_dir} ({e.strerror}); choose another --param-dir") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 20, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        raise UsageError(f"the run in {net_dir} is in use by process {holder or 'another process'} (a training or "
-                         "resume of it); wait for that one to end, or resume another checkpoint") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-def unlock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the file releases the flock
-
-
-def remove_if_empty(*folders: Path) -> None:
-    """Remove folders a refused run created, if nothing but its lock is in them."""
-    for folder in folders:
-        try:
-            if folder.is_dir() and not folder.is_symlink() and {p.name for p in folder.iterdir()} <= {".lock"}:
-                (folder / ".lock").unlink(missing_ok=True)
-                folder.rmdir()
-        except OSError:
-            pass

@@ -3,19 +3,19 @@ numpy arrays), plus a "meta" entry saying how to rebuild the network, so that an
 alone is enough to replay a policy, and a checksum of everything else in the file.
 `paddle.load(path)` still reads it; this project reads it with `load_state`, which runs
 nothing from the file. Here: atomic writing, checksums, saving a layer, reading a file.
-Imports numpy, paddle, `errors` and `safe_pickle`."""
+Imports numpy, paddle, `errors`, `run_folder` and `safe_pickle`."""
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from .errors import Damaged, Refused, UsageError
+from .run_folder import TEMPORARY, check_write
 from .safe_pickle import read_pickle
 from .settings import MAX_BONUS_CELLS, MAX_WEIGHTS
 
@@ -30,13 +30,19 @@ MAX_CHECKPOINT_BYTES = 6 * MAX_NETWORK_BYTES + 8 * MAX_BONUS_CELLS + 2**24
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temporary file in the same folder, then rename it into place:
     a crash at any moment leaves either the old file or the new one, never half of one.
-    A symlink is written through to its target; a target that is not a regular file (a
+    In a run's own folders (`run_folder.check_write`) no link is followed, and the folder
+    is checked before and after writing. Elsewhere (a path a user names, e.g. replay --out)
+    a symlink is written through to its target; a target that is not a regular file (a
     device, a folder) is refused."""
-    path = Path(os.path.realpath(path))
-    if path.exists() and not path.is_file():
-        raise UsageError(f"{path} is not a regular file; write to a file path instead")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = Path(path)
+    guarded = check_write(path)
+    if not guarded:
+        path = Path(os.path.realpath(path))
+        if path.exists() and not path.is_file():
+            raise UsageError(f"{path} is not a regular file; write to a file path instead")
+    path.parent.mkdir(parents=True, exist_ok=True)  # in a run's folder: no link on the way (checked)
+    # mkstemp: O_EXCL, and O_NOFOLLOW where the system has it; the name is this program's own
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMPORARY[0]}{path.name}.", suffix=TEMPORARY[1])
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -45,21 +51,12 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; keep the usual permissions
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if guarded:
+            check_write(path)  # the folder may have been swapped while the file was written
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def remove_stale_temporaries(folder: Path, older_than: float = 60.0) -> None:
-    """Delete the temporaries of writes that a kill interrupted (a write takes well under
-    a minute, so a younger one may belong to a run still writing)."""
-    for tmp in folder.glob(".*.tmp"):
-        try:
-            if time.time() - tmp.stat().st_mtime > older_than:
-                tmp.unlink()
-        except OSError:
-            pass
 
 
 def numpy_state(layer: Any) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). The run's state is
 its parts' (`Run.parts`): what a checkpoint writes, a resume loads and an undo point holds.
 Imports numpy and the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`,
-`folders`, `logbook`, `param_files`, `run_state`, `stopping` and `undo`."""
+`logbook`, `param_files`, `run_folder`, `run_state`, `stopping` and `undo`."""
 from __future__ import annotations
 
 import contextlib
@@ -22,9 +22,9 @@ from .best_policy import BestPolicy
 from .checkpoint import CHECKPOINT, write_checkpoint
 from .errors import TrainingDiverged
 from .figures import plot_run, policy_value_images
-from .folders import claim_run_folders, ensure_writable, lock_run_folder, refuse_links, remove_if_empty, unlock
 from .logbook import Logbook
-from .param_files import atomic_write, remove_stale_temporaries
+from .param_files import atomic_write
+from .run_folder import RunFolder
 from .run_state import Agent, HasState, OpenEpisodes
 from .stopping import StopRequested, StopSignal
 from .undo import UndoPoint
@@ -60,24 +60,18 @@ class Run:
             raise TypeError(f"{type(agent).__name__} lacks what ppo_toolbox.run_state.Agent names")
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
         self.checkpoint = checkpoint
-        if checkpoint is None or checkpoint["path"] is None:  # a folder of its own under --param-dir and --logdir
-            self.run_name, self.net_dir = claim_run_folders(args, changed)
-        else:  # the folder the checkpoint is in, wherever the run is resumed from
-            self.run_name, self.net_dir = checkpoint["run_name"], Path(checkpoint["path"]).parent
-        self.log_dir = Path(args.logdir) / self.run_name
-        self.latest_dir = Path(args.param_dir) / "net_param"  # the latest finished run's policy
-        self.lock = None
+        in_place = checkpoint is not None and checkpoint["path"] is not None  # else a new run folder
+        resumed = (checkpoint["run_name"], Path(checkpoint["path"]).parent) if in_place else None
+        self.folder = RunFolder(args, changed, resumed)  # a new run: a folder of its own; else the checkpoint's
+        self.folder.claim()
+        self.run_name, self.net_dir, self.log_dir = self.folder.run_name, self.folder.path, self.folder.log_dir
+        self.latest_dir = self.folder.latest_dir  # the latest finished run's policy
         try:  # a run refused here leaves nothing behind
-            refuse_links(self.net_dir, self.log_dir, self.latest_dir, self.net_dir / "img")
-            self.lock = lock_run_folder(self.net_dir)  # before anything is written there
             self.keeper = BestPolicy(args, self.net_dir, trusted_env)
             self.progress = Progress()
             for name, part in self.parts(envs=False).items():  # the envs once the logbook is there
                 if checkpoint is not None and part is not None:
                     part.load_state(checkpoint[name])
-            for folder in (self.net_dir, self.log_dir, self.latest_dir):
-                ensure_writable(folder)
-                remove_stale_temporaries(folder)
             if not args.quiet:  # before the progress bar appears
                 import paddle
                 print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
@@ -85,9 +79,7 @@ class Run:
             self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
                                0.0 if checkpoint is None else checkpoint["elapsed"], hparams)
         except BaseException:
-            unlock(self.lock)
-            if checkpoint is None or checkpoint["path"] is None:
-                remove_if_empty(self.net_dir, self.log_dir)
+            self.folder.release()
             raise
         self.stop = StopSignal()
         self.reached = False          # --target-return reached, or on_evaluation asked to stop
@@ -102,8 +94,7 @@ class Run:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.__exit__(*exc)
-        unlock(self.lock)
-        self.lock = None
+        self.folder.release()
         if isinstance(exc[1], KeyboardInterrupt):  # a second stop: say where the run's files are
             exc[1].run_dir = str(self.net_dir)
             with contextlib.suppress(Exception):

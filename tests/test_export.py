@@ -1,9 +1,14 @@
 """export (ppo_toolbox/export.py): a policy that leaves the project. Paddle Inference and onnxruntime
 give the .param's greedy action on every one of 10,000 states, logits within 1e-5, and the same
 return in `eval`; refusals are one line and leave nothing half-written; nothing installs itself."""
+import errno
 import importlib.util
 import json
+import os
+import re
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +128,119 @@ def test_a_tutorial_file_exports_and_says_so_once(tmp_path, capsys):
     report = export.export_policy(path, tmp_path / "out")
     assert report["env_id"] == "MountainCar-v0" and report["paddle_inference"]["same_greedy_action"] == 1.0
     assert capsys.readouterr().err.count("as a file of the original tutorial") == 1
+
+
+def hostile_copy(exported, tmp_path, change):
+    folder = tmp_path / "hostile"
+    shutil.copytree(exported[0], folder)
+    change(folder)
+    return folder
+
+
+def write_info(**changes):
+    def change(folder):
+        info = json.loads((folder / "policy_info.json").read_text())
+        (folder / "policy_info.json").write_text(json.dumps({**info, **changes}))
+    return change
+
+
+def replace_with(name, make):
+    def change(folder):
+        (folder / name).unlink()
+        make(folder / name)
+    return change
+
+
+HOSTILE_FOLDERS = {  # what is changed in an exported folder -> words of the one line
+    "garbage policy.json": (lambda f: (f / "policy.json").write_text("garbage"), "not a Paddle program"),
+    "policy.json of the wrong shape": (lambda f: (f / "policy.json").write_text("{}"), "do not load as a model"),
+    "deeply nested policy.json": (lambda f: (f / "policy.json").write_text("[" * 100_000), "not a Paddle program"),
+    "a cut .pdiparams": (lambda f: os.truncate(f / "policy.pdiparams", 9000), "do not load as a model"),
+    "a .pdiparams linked to /dev/zero": (replace_with("policy.pdiparams", lambda p: p.symlink_to("/dev/zero")),
+                                         "is a link"),
+    "a FIFO .pdiparams": (replace_with("policy.pdiparams", os.mkfifo), "is not a regular file"),
+    "a huge .pdiparams": (lambda f: os.truncate(f / "policy.pdiparams", 2**40), "larger than any file export writes"),
+    "an info that lies about the env": (write_info(env_id="CartPole-v1", obs_dim=4, n_actions=2),
+                                        "do not map 4 inputs to 2 actions"),
+    "an info whose sizes are arrays": (write_info(obs_dim=[2], n_actions=3), "obs_dim is not a whole number"),
+    "an info whose sizes are booleans": (write_info(n_actions=True), "n_actions is not a whole number"),
+    "an info whose env is a number": (write_info(env_id=7), "env_id is not an env id"),
+    "a garbage info": (lambda f: (f / "policy_info.json").write_text("[" * 60_000), "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_FOLDERS)
+def test_a_hostile_exported_folder_is_refused_in_one_line_before_a_runtime_sees_it(exported, tmp_path, case, capfd):
+    change, words = HOSTILE_FOLDERS[case]
+    folder = hostile_copy(exported, tmp_path, change)
+    assert ppo_cli.main(["eval", str(folder), "--episodes", "2"]) == 2
+    out, err = capfd.readouterr()  # the C++ side's output too
+    err = err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="the ONNX export needs requirements-export.txt")
+def test_a_garbage_onnx_is_one_line(exported, tmp_path, capfd):
+    folder = hostile_copy(exported, tmp_path, lambda f: (f / "policy.onnx").write_bytes(b"\x08garbage" * 100))
+    assert ppo_cli.main(["eval", str(folder / "policy.onnx"), "--episodes", "2"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "policy.onnx" in err[0] and "does not load as a model" in err[0], err
+
+
+@pytest.mark.parametrize("missing", ["onnxruntime", "policy.onnx"])
+def test_eval_of_an_onnx_without_onnxruntime_or_the_file_says_how_to_get_them(exported, tmp_path, missing,
+                                                                              monkeypatch, capsys):
+    folder = hostile_copy(exported, tmp_path, lambda f: (f / "policy.onnx").unlink(missing_ok=missing == "policy.onnx"))
+    if missing == "onnxruntime":
+        (folder / "policy.onnx").write_bytes(b"placeholder: it is never read")
+        real_import = __import__
+
+        def no_onnxruntime(name, *a, **kw):
+            if name == "onnxruntime":
+                raise ModuleNotFoundError(f"No module named '{name}'")
+            return real_import(name, *a, **kw)
+        monkeypatch.setattr("builtins.__import__", no_onnxruntime)
+    assert ppo_cli.main(["eval", str(folder / "policy.onnx"), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install -r requirements-export.txt" in err[0], err
+
+
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    real_save = paddle.jit.save
+
+    def full_disk(layer, path, **kw):  # what Paddle's writer does: it stops where the disk is full, silently
+        real_save(layer, path, **kw)
+        os.truncate(path + ".pdiparams", 4096)
+    monkeypatch.setattr(export.paddle.jit, "save", full_disk)
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "policy.json").write_text("an older export")
+    assert ppo_cli.main(["export", str(PRETRAINED), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and os.strerror(errno.ENOSPC) in err[0] and "free space" in err[0], err
+    assert [p.name for p in out.iterdir()] == ["policy.json"] and (out / "policy.json").read_text() == "an older export"
+
+
+def test_an_export_removes_what_a_killed_one_left_and_nothing_else(tmp_path):
+    out = tmp_path / "out"
+    stale, young, other = out / ".export-k1ll3d", out / ".export-wr1t1ng", out / ".exported-notes"
+    for folder in (stale, young, other):
+        folder.mkdir(parents=True)
+        (folder / "policy.json").write_text("{}")
+    for folder in (stale, other):
+        os.utime(folder, (time.time() - 600,) * 2)
+    export.export_policy(PRETRAINED, out)
+    assert not stale.exists() and young.exists() and other.exists()
+
+
+def test_the_cards_paddle_inference_snippet_is_quiet(exported, monkeypatch, capfd):
+    out, _ = exported
+    snippet = re.search(r"## Paddle Inference.*?```python\n(.*?)```", (out / "README.md").read_text(), re.S)[1]
+    monkeypatch.chdir(out)
+    capfd.readouterr()
+    scope = {}
+    exec(snippet, scope)
+    assert scope["action"].shape == (1,)
+    printed = capfd.readouterr()
+    assert "PIR pass" not in printed.out + printed.err, printed
