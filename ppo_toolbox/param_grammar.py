@@ -10,18 +10,19 @@ constant, and nothing recursive touches the file's data. Imports numpy and `erro
 The layouts, as a grammar. A name in quotes or a number is that exact value; `put` is an
 optional memo store of the value just made (numbered in order); `get(x)` a memo fetch, which
 may fetch only the small fixed objects paddle.save's own files reuse: numpy's globals and the
-strings that name them, b'b', 'latin1', '<', a dtype, and (in the name table) a name, once.
+strings that name them, b'b', 'latin1', a dtype and its name, a one-character string ('<', and the 'b' of
+b'b' in protocol 2, which a name of one character reuses) and, in the name table, a name, once.
 
   file   := PROTO(2|3|4) EMPTY_DICT put [MARK entry{2,256} SETITEMS | entry SETITEM] STOP
-  entry  := name put array | 'meta' put meta | 'StructuredToParameterName@@' put table
+  entry  := (name put | get(char)) array | 'meta' put meta | 'StructuredToParameterName@@' put table
   array  := global(_reconstruct) global(ndarray) 0 TUPLE1 put b'b' TUPLE3 put REDUCE put
             MARK 1 shape dtype False bytes(shape x dtype) TUPLE put BUILD
   shape  := (EMPTY_TUPLE | dim TUPLE1 | dim dim TUPLE2 | dim{3} TUPLE3 | MARK dim{4} TUPLE) put
-  dtype  := get(dtype) | global(dtype) ('f4'|'f8'|'i4'|'i8') put False True TUPLE3 put REDUCE put
-            MARK 3 ('<' put | get('<')) None None None -1 -1 0 TUPLE put BUILD
+  dtype  := get(dtype) | global(dtype) (('f4'|'f8'|'i4'|'i8') put | get(it)) False True TUPLE3 put REDUCE put
+            MARK 3 ('<' put | get(char)) None None None -1 -1 0 TUPLE put BUILD
   meta   := EMPTY_DICT put (MARK field{2,32} SETITEMS | field SETITEM)
   field  := key put (None | bool | int | finite float | text put | EMPTY_LIST put (MARK int{2,64} APPENDS | int APPEND))
-  table  := EMPTY_DICT put [MARK pair{2,256} SETITEMS | pair SETITEM]      pair := (get(name) | name put) text put
+  table  := EMPTY_DICT put [MARK pair{2,256} SETITEMS | pair SETITEM]      pair := (get(name|char) | name put) text put
   global := get(it) | GLOBAL 'module name' put (protocols 2, 3) | str put|get str put|get STACK_GLOBAL put (4)
   bytes  := (SHORT_BINBYTES | BINBYTES) put (3, 4) | global(_codecs.encode) str put ('latin1' put | get) TUPLE2 put REDUCE put (2)
 
@@ -255,7 +256,7 @@ class _Recognizer:
             raise Damaged(f"at byte {at}: a string that is not latin-1 text in UTF-8") from None
         if len(data) != n:
             raise Damaged(f"at byte {at}: {len(data):,} bytes where a .param file has {what} of {n:,} bytes")
-        self.put()
+        self.put("char" if n == 1 else None, data.decode("latin-1") if n == 1 else None)
         if self.peek() in GETS:
             self.get(what, "'latin1'")
         elif self.text(6, what) != "latin1":
@@ -297,10 +298,13 @@ class _Recognizer:
         return state
 
     def entry(self, state: dict[str, Any]) -> None:
-        name = self.text(MAX_NAME, "a name")
+        if self.peek() in GETS:  # a one-character name, which Python's pickler stored as b'b''s or '<'
+            name = self.get("a name", "char")
+        else:
+            name = self.text(MAX_NAME, "a name")
+            self.put(None if name in (META, TABLE) else "name", name)
         if name in state:
             raise Damaged(f"at byte {self.at}: the name {name[:60]!r} a second time")
-        self.put(None if name in (META, TABLE) else "name", name)
         state[name] = self.meta() if name == META else self.table(state) if name == TABLE else self.array()
 
     def array(self) -> np.ndarray:
@@ -369,11 +373,12 @@ class _Recognizer:
         if fetched is not None and fetched[0] == "dtype":
             return fetched[1]
         self.global_("dtype", fetched)
-        self.peek()
-        at, name = self.at, self.text(4, "a dtype's name")
+        fetched = self.peek() in GETS  # (a dtype equal to an earlier one but not the same object)
+        at, name = self.at, self.get("a dtype's name", "dtype's name") if fetched else self.text(4, "a dtype's name")
         if name not in DTYPES:
             raise Refused(f"at byte {at}: arrays of type {name!r}; a .param file holds float32, float64, int32 and int64")
-        self.put()
+        if not fetched:
+            self.put("dtype's name", name)
         self.take(what, NEWFALSE)
         self.take(what, NEWTRUE)
         self.take(what, TUPLE3)
@@ -382,12 +387,12 @@ class _Recognizer:
         self.put("dtype", DTYPES[name])
         self.take(what, MARK)
         self.exactly(3, "a dtype's version")
-        if self.peek() in GETS:
-            self.get("a byte order", "'<'")
-        elif self.text(1, "a byte order") != "<":
+        fetched = self.peek() in GETS
+        order = self.get("a byte order", "char") if fetched else self.text(1, "a byte order")
+        if order != "<":
             raise Damaged(f"at byte {self.at}: a byte order other than little-endian ('<')")
-        else:
-            self.put("'<'")
+        if not fetched:
+            self.put("char", order)
         for op in (NONE, NONE, NONE):
             self.take(what, op)
         for value in (-1, -1, 0):
@@ -443,12 +448,11 @@ class _Recognizer:
         table: dict[str, str] = {}
 
         def pair() -> None:
-            if self.peek() in GETS:
-                name = self.get("a name of this file", "name")
-            else:
-                name = self.text(MAX_NAME, "a name of this file")
-                if not isinstance(state.get(name), np.ndarray) or name in table:
-                    raise Damaged(f"at byte {self.at}: the name table names {name[:60]!r}, no array or one named twice")
+            fetched = self.peek() in GETS
+            name = self.get("a name of this file", "name", "char") if fetched else self.text(MAX_NAME, "a name")
+            if not isinstance(state.get(name), np.ndarray) or name in table:
+                raise Damaged(f"at byte {self.at}: the name table names {name[:60]!r}, no array or one named twice")
+            if not fetched:
                 self.put()
             table[name] = self.text(MAX_NAME, "a parameter's name")
             self.put()
