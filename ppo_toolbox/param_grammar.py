@@ -17,7 +17,7 @@ b'b' in protocol 2, which a name of one character reuses) and, in the name table
   entry  := (name put | get(char)) array | 'meta' put meta | 'StructuredToParameterName@@' put table
   array  := global(_reconstruct) global(ndarray) 0 TUPLE1 put b'b' TUPLE3 put REDUCE put
             MARK 1 shape dtype False bytes(shape x dtype) TUPLE put BUILD
-  shape  := (EMPTY_TUPLE | dim TUPLE1 | dim dim TUPLE2 | dim{3} TUPLE3 | MARK dim{4} TUPLE) put
+  shape  := (EMPTY_TUPLE | dim TUPLE1 | dim dim TUPLE2 | dim dim dim TUPLE3) put       (3 dimensions at most)
   dtype  := get(dtype) | global(dtype) (('f4'|'f8'|'i4'|'i8') put | get(it)) False True TUPLE3 put REDUCE put
             MARK 3 ('<' put | get(char)) None None None -1 -1 0 TUPLE put BUILD
   meta   := EMPTY_DICT put (MARK field{2,32} SETITEMS | field SETITEM)
@@ -44,7 +44,7 @@ DTYPES = {name: np.dtype("<" + name) for name in ("f4", "f8", "i4", "i8")}
 GLOBALS = {("numpy._core.multiarray", "_reconstruct"): "_reconstruct",   # numpy 2
            ("numpy.core.multiarray", "_reconstruct"): "_reconstruct",    # numpy 1
            ("numpy", "ndarray"): "ndarray", ("numpy", "dtype"): "dtype", ("_codecs", "encode"): "_codecs.encode"}
-MAX_ENTRIES, MAX_NAME, MAX_DIMS = 256, 256, 4   # a network of 8 hidden layers has 22 entries
+MAX_ENTRIES, MAX_NAME = 256, 256  # a network of 8 hidden layers has 22 entries
 MAX_FIELDS, MAX_KEY, MAX_TEXT, MAX_LIST = 32, 64, 256, 64  # meta: its fields, their names, strings, lists
 
 (MARK, STOP, NONE, BININT, BININT1, BININT2, LONG1, BINFLOAT, BINUNICODE, SHORT_BINUNICODE, BINBYTES,
@@ -220,18 +220,20 @@ class _Recognizer:
             self.take(what, GLOBAL)
             module, name = self.line(what), self.line(what)
         else:
-            module = self.global_name(what) if fetched is None else fetched[1]
-            name = self.global_name(what)
+            module = self.reusable(64, what, "global's name") if fetched is None else fetched[1]
+            name = self.reusable(64, what, "global's name")
             self.take(what, STACK_GLOBAL)
         if GLOBALS.get((module, name)) != which:
             raise Refused(f"at byte {at}: the global {module[:60]}.{name[:60]} where a .param file has {what}")
         self.put("global", which)
 
-    def global_name(self, what: str) -> str:
+    def reusable(self, most: int, what: str, kind: str, *others: str) -> str:
+        """A string the pickler may have written before: fetched (as `kind` or `others`), or
+        read and stored as `kind`."""
         if self.peek() in GETS:
-            return self.get(what, "global's name")
-        s = self.text(64, what)
-        self.put("global's name", s)
+            return self.get(what, kind, *others)
+        s = self.text(most, what)
+        self.put(kind, s)
         return s
 
     def line(self, what: str) -> str:
@@ -257,12 +259,8 @@ class _Recognizer:
         if len(data) != n:
             raise Damaged(f"at byte {at}: {len(data):,} bytes where a .param file has {what} of {n:,} bytes")
         self.put("char" if n == 1 else None, data.decode("latin-1") if n == 1 else None)
-        if self.peek() in GETS:
-            self.get(what, "'latin1'")
-        elif self.text(6, what) != "latin1":
+        if self.reusable(6, what, "'latin1'") != "latin1":
             raise Damaged(f"at byte {self.at}: an encoding other than latin1 in {what}")
-        else:
-            self.put("'latin1'")
         self.take(what, TUPLE2)
         self.put()
         self.take(what, REDUCE)
@@ -347,18 +345,8 @@ class _Recognizer:
                 raise Damaged(f"at byte {at}: a dimension of {d} where a .param file has 1 to 2**31 - 1")
             return d
         dims: list[int] = []
-        op = self.peek()
-        if op == EMPTY_TUPLE:
-            self.take(what, op)
-        elif op == MARK:  # the form Python writes for 4 dimensions or more
-            self.take(what, op)
-            while self.peek() != TUPLE:
-                if len(dims) == MAX_DIMS:
-                    raise Damaged(f"at byte {self.at}: more than {MAX_DIMS} dimensions in {what}")
-                dims.append(dim())
-            self.take(what, TUPLE)
-            if len(dims) < 4:
-                raise Damaged(f"at byte {self.at}: {len(dims)} dimensions in the form Python writes for 4")
+        if self.peek() == EMPTY_TUPLE:
+            self.take(what, EMPTY_TUPLE)
         else:
             dims.append(dim())
             while len(dims) < 3 and self.peek() in INTS:
@@ -373,12 +361,10 @@ class _Recognizer:
         if fetched is not None and fetched[0] == "dtype":
             return fetched[1]
         self.global_("dtype", fetched)
-        fetched = self.peek() in GETS  # (a dtype equal to an earlier one but not the same object)
-        at, name = self.at, self.get("a dtype's name", "dtype's name") if fetched else self.text(4, "a dtype's name")
+        self.peek()  # the name is fetched where a dtype equals an earlier one but is not the same object
+        at, name = self.at, self.reusable(4, "a dtype's name", "dtype's name")
         if name not in DTYPES:
             raise Refused(f"at byte {at}: arrays of type {name!r}; a .param file holds float32, float64, int32 and int64")
-        if not fetched:
-            self.put("dtype's name", name)
         self.take(what, NEWFALSE)
         self.take(what, NEWTRUE)
         self.take(what, TUPLE3)
@@ -387,12 +373,8 @@ class _Recognizer:
         self.put("dtype", DTYPES[name])
         self.take(what, MARK)
         self.exactly(3, "a dtype's version")
-        fetched = self.peek() in GETS
-        order = self.get("a byte order", "char") if fetched else self.text(1, "a byte order")
-        if order != "<":
+        if self.reusable(1, "a byte order", "char") != "<":
             raise Damaged(f"at byte {self.at}: a byte order other than little-endian ('<')")
-        if not fetched:
-            self.put("char", order)
         for op in (NONE, NONE, NONE):
             self.take(what, op)
         for value in (-1, -1, 0):
@@ -448,12 +430,9 @@ class _Recognizer:
         table: dict[str, str] = {}
 
         def pair() -> None:
-            fetched = self.peek() in GETS
-            name = self.get("a name of this file", "name", "char") if fetched else self.text(MAX_NAME, "a name")
+            name = self.reusable(MAX_NAME, "a name of this file", "name", "char")
             if not isinstance(state.get(name), np.ndarray) or name in table:
                 raise Damaged(f"at byte {self.at}: the name table names {name[:60]!r}, no array or one named twice")
-            if not fetched:
-                self.put()
             table[name] = self.text(MAX_NAME, "a parameter's name")
             self.put()
         self.batch(pair, (*GETS, *self.strings()), SETITEM, SETITEMS, MAX_ENTRIES, "names of the name table")
