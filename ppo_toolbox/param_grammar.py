@@ -30,6 +30,7 @@ In protocol 4 a FRAME may come between opcodes where no frame is open, and no op
 past the end of its frame."""
 from __future__ import annotations
 
+import codecs
 import math
 import pickletools
 import struct
@@ -46,6 +47,7 @@ GLOBALS = {("numpy._core.multiarray", "_reconstruct"): "_reconstruct",   # numpy
            ("numpy", "ndarray"): "ndarray", ("numpy", "dtype"): "dtype", ("_codecs", "encode"): "_codecs.encode"}
 MAX_ENTRIES, MAX_NAME = 256, 256  # a network of 8 hidden layers has 22 entries
 MAX_FIELDS, MAX_KEY, MAX_TEXT, MAX_LIST = 32, 64, 256, 64  # meta: its fields, their names, strings, lists
+CHUNK = 2**20  # protocol 2's arrays are decoded a megabyte at a time
 
 (MARK, STOP, NONE, BININT, BININT1, BININT2, LONG1, BINFLOAT, BINUNICODE, SHORT_BINUNICODE, BINBYTES,
  SHORT_BINBYTES, EMPTY_TUPLE, TUPLE, TUPLE1, TUPLE2, TUPLE3, EMPTY_LIST, APPEND, APPENDS, EMPTY_DICT,
@@ -252,12 +254,19 @@ class _Recognizer:
         at, length = self.at, self.number("<I")
         if not n <= length <= 2 * n:  # each byte is one or two bytes of UTF-8
             raise Damaged(f"at byte {at}: a string of {length:,} bytes where a .param file has {what} of {n:,} bytes")
-        try:
-            data = bytearray(self.read(length).decode("utf-8"), "latin-1")
+        if length > self.size - self.pos:  # before the array's buffer is made
+            self.read(length)
+        data, done, utf8 = bytearray(n), 0, codecs.getincrementaldecoder("utf-8")()
+        try:  # a megabyte at a time, into the array's own buffer
+            for start in range(0, length, CHUNK):
+                part = utf8.decode(self.read(min(CHUNK, length - start)), start + CHUNK >= length).encode("latin-1")
+                if done + len(part) > n:
+                    break
+                data[done:done + len(part)], done = part, done + len(part)
         except UnicodeError:
             raise Damaged(f"at byte {at}: a string that is not latin-1 text in UTF-8") from None
-        if len(data) != n:
-            raise Damaged(f"at byte {at}: {len(data):,} bytes where a .param file has {what} of {n:,} bytes")
+        if done != n:
+            raise Damaged(f"at byte {at}: more or fewer bytes than {what} of {n:,} bytes")
         self.put("char" if n == 1 else None, data.decode("latin-1") if n == 1 else None)
         if self.reusable(6, what, "'latin1'") != "latin1":
             raise Damaged(f"at byte {self.at}: an encoding other than latin1 in {what}")

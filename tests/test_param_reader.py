@@ -286,6 +286,8 @@ def crafted_files() -> dict[str, bytes]:
         "colliding int keys": b"\x80\x04}(" + b"".join(b"\x8a\x10" + (k * (2**61 - 1)).to_bytes(16, "little", signed=True)
                                                         + b"G" + b"\0" * 8 for k in range(1, 60_001)) + b"u.",
         "data of no array": head + b"B" + struct.pack("<I", flood) + b"\0" * flood + b".",
+        "protocol 2's data claiming 2 GB": pickle.dumps({"w": np.zeros(3, np.float32)}, protocol=2).replace(
+            b"K\x03\x85", b"J" + struct.pack("<i", 2**29) + b"\x85").replace(b"X\x0c\0\0\0", b"X\xff\xff\xff\xff"),
     }
 
 
