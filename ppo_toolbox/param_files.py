@@ -111,14 +111,14 @@ def save_state(layer: Any, path: Path, meta: dict[str, Any]) -> Path:
     return save_pickle(path, {**numpy_state(layer), "meta": meta})
 
 
-def load_state(path: str | Path, max_bytes: int = MAX_NETWORK_BYTES) -> dict[str, Any]:
-    """Read a .param file without executing anything from it, within bounded memory and time
-    (`param_grammar`), and check its format and checksum. The name table paddle.save adds
-    to a state dict is left out."""
+def load_state(path: str | Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """Read a .param file (of at most `max_bytes`, a network's by default) without executing
+    anything from it, within bounded memory and time (`param_grammar`), and check its format
+    and checksum. The name table paddle.save adds to a state dict is left out."""
     path = Path(path)
-    if path.suffix == ".ckpt":  # checkpoint.py's reader until checkpoints hold no pickle
+    if max_bytes is None and path.suffix == ".ckpt":  # checkpoint.py's call, until checkpoints hold no pickle
         return _unsealed(_read(path, MAX_CHECKPOINT_BYTES, read_pickle), path)
-    state = _read(path, max_bytes, read_param)
+    state = _read(path, max_bytes or MAX_NETWORK_BYTES, read_param)
     state.pop(TABLE, None)
     return _unsealed(state, path)
 

@@ -319,6 +319,14 @@ def test_crafted_files_are_refused_at_once_in_bounded_memory_and_time(tmp_path):
     assert len(p.stdout.splitlines()) == len(files)
 
 
+def test_a_network_file_is_read_by_the_grammar_whatever_its_name(tmp_path):
+    """Only a checkpoint's own reader (checkpoint.py) reads a .ckpt with the pickle machine."""
+    path = tmp_path / "actor.ckpt"
+    path.write_bytes(crafted_files()["deep tuple at STACK_GLOBAL"])
+    with pytest.raises(pm.UsageError, match="at byte 20: a string of 262,144 bytes"):
+        pm.load_actor(path)
+
+
 def test_refusing_a_crafted_file_costs_no_more_memory_than_a_plain_eval(layouts, tmp_path):
     """The whole program, as a user runs it: exit code 2, one line, no more memory than a plain eval."""
     def peak_rss(path):
