@@ -8,7 +8,7 @@ reader needs to follow the algorithm. One job per module:
     settings       each setting's roles (read from `Args`), limits and range checks, the device
     acting         `NumpyNet`: an exact numpy copy of a network, for acting and drawing
     envs           making Gymnasium envs, and MountainCar-v0 batched in numpy
-    safe_pickle    reading a pickle from anyone without running or building anything it asks
+    param_grammar  reading a .param file from anyone: a recognizer of paddle.save's layouts
     param_files    .param files: atomic writes, checksums, reading one safely
     network_files  a network file's description, checked; the tutorial's own files
     stopping       Ctrl-C and SIGTERM as a clean stop

@@ -15,3 +15,7 @@ class Damaged(Exception):
 
 class Refused(Damaged):
     """A file that asks to run code or build objects a .param file never holds."""
+
+
+class NotParam(Damaged):
+    """A file that is not a pickle at all (a text file, an image): no .param file of any kind."""

@@ -93,25 +93,34 @@ def load_weights(layer: Any, state: dict[str, Any], source: str) -> None:
 
 def read_network(path: str | Path, role: str, note: bool = True) -> NetworkFile:
     """Read and check an actor or critic .param file (the project's or the tutorial's; `note`:
-    say so on stderr when it is the tutorial's)."""
+    say so on stderr when it is the tutorial's, once it has passed every check)."""
     state = load_state(path, MAX_NETWORK_BYTES)
     meta = state.pop("meta", None)
-    if meta is None and tutorial_meta(state, role) is not None:
+    tutorial = meta is None and tutorial_meta(state, role) is not None
+    if tutorial:
         meta, state = tutorial_meta(state, role), tutorial_to_ours(state)
-        if note:
-            print(f"note: read {path} as a file of the original tutorial ({meta['hidden_sizes'][0]} ReLU "
-                  "units, no observation normalisation; such files carry no checksum, so damage to them "
-                  "cannot be detected)", file=sys.stderr)
     if not isinstance(meta, dict) or meta.get("role") != role:
-        other = isinstance(meta, dict) and meta.get("role") in ("actor", "critic")
-        hint = f" (it is {'an' if meta['role'] == 'actor' else 'a'} {meta['role']} file: pass the " \
-               f"{role}_net*.param beside it)" if other else ""
-        raise UsageError(f"{path} is not {'an' if role == 'actor' else 'a'} {role} .param file of this project{hint}")
+        raise UsageError(f"{path} is not {'an' if role == 'actor' else 'a'} {role} .param file of this project"
+                         f"{other_role_hint(state, meta, role)}")
     problem = check_network_meta(meta, role, Path(path).stat().st_size)
     if problem:
         raise UsageError(f"{path} is damaged: {problem}")
     check_weights(state, expected_shapes(meta, role), str(path))
+    if tutorial and note:
+        print(f"note: read {path} as a file of the original tutorial ({meta['hidden_sizes'][0]} ReLU "
+              "units, no observation normalisation; such files carry no checksum, so damage to them "
+              "cannot be detected)", file=sys.stderr)
     return NetworkFile({**meta, "env_id": meta.get("env_id")}, state)
+
+
+def other_role_hint(state: dict[str, Any], meta: Any, role: str) -> str:
+    """What to pass instead, when the file is the other network of a pair (ours or the tutorial's)."""
+    other = "critic" if role == "actor" else "actor"
+    whose = ("" if isinstance(meta, dict) and meta.get("role") == other else
+             " of the original tutorial" if meta is None and tutorial_meta(state, other) is not None else None)
+    if whose is None:
+        return ""
+    return f" (it is {'an' if other == 'actor' else 'a'} {other} file{whose}: pass the {role}_net*.param beside it)"
 
 
 def tutorial_meta(state: dict[str, Any], role: str) -> dict[str, Any] | None:

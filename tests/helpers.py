@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import paddle.nn as nn
+import paddle.nn.functional as F
 import ppo_mountaincar as pm
 from ppo_toolbox import checkpoint, figures
 
@@ -39,3 +41,27 @@ def scalars_of(logdir: str, run_name: str) -> dict[str, list[tuple[int, float]]]
 def load_checkpoint(path) -> dict:
     """A checkpoint read and checked as `train --resume` reads it."""
     return checkpoint.read_checkpoint(path, pm.Args)
+
+
+class TutorialActor(nn.Layer):
+    """The original tutorial's actor, under its layer names: what its .param files hold."""
+
+    def __init__(self, num_state=2, num_action=3, hidden=128):
+        super().__init__()
+        self.fc1 = nn.Linear(num_state, hidden)
+        self.action_head = nn.Linear(hidden, num_action)
+
+    def forward(self, x):
+        return F.softmax(self.action_head(F.relu(self.fc1(x))), axis=1)
+
+
+class TutorialCritic(nn.Layer):
+    """The original tutorial's critic."""
+
+    def __init__(self, num_state=2):
+        super().__init__()
+        self.fc1 = nn.Linear(num_state, 128)
+        self.state_value = nn.Linear(128, 1)
+
+    def forward(self, x):
+        return self.state_value(F.relu(self.fc1(x)))

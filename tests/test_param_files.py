@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 import ppo_mountaincar as pm
 from ppo_toolbox import network_files, param_files
 import pytest
 
-from helpers import ROOT, cli, one_line_error
+from helpers import ROOT, TutorialActor, TutorialCritic, cli, one_line_error
 
 
 def test_param_round_trip_gives_identical_outputs(tmp_path):
@@ -46,26 +45,6 @@ def test_older_plain_paddle_state_dicts_still_load(tmp_path):
     x = np.random.default_rng(2).normal(size=(256, 4)).astype(np.float32)
     with paddle.no_grad():
         assert np.array_equal(actor(paddle.to_tensor(x)).numpy(), old(paddle.to_tensor(x)).numpy())
-
-
-class TutorialActor(nn.Layer):
-    def __init__(self, num_state=2, num_action=3, hidden=128):
-        super().__init__()
-        self.fc1 = nn.Linear(num_state, hidden)
-        self.action_head = nn.Linear(hidden, num_action)
-
-    def forward(self, x):
-        return F.softmax(self.action_head(F.relu(self.fc1(x))), axis=1)
-
-
-class TutorialCritic(nn.Layer):
-    def __init__(self, num_state=2):
-        super().__init__()
-        self.fc1 = nn.Linear(num_state, 128)
-        self.state_value = nn.Linear(128, 1)
-
-    def forward(self, x):
-        return self.state_value(F.relu(self.fc1(x)))
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +99,25 @@ def test_a_tutorial_file_for_an_unknown_env_asks_for_env_id(tmp_path):
     note, error = proc.stderr.strip().splitlines()  # how the file was read, then what to do
     assert proc.returncode == 2 and "original tutorial" in note
     assert error.startswith("error:") and "pass --env-id" in error
+
+
+def test_a_refused_tutorial_file_is_one_line_without_the_note(tmp_path, capsys):
+    state = {k: v.numpy() for k, v in TutorialActor().state_dict().items()}
+    state["fc1.weight"][0, 0] = np.nan
+    path = tmp_path / "actor_net.param"
+    paddle.save(state, str(path))
+    with pytest.raises(pm.UsageError, match="NaN"):
+        network_files.read_network(path, "actor")
+    assert capsys.readouterr().err == ""  # the note says how a file was read: only of a file that was
+
+
+def test_the_tutorials_critic_where_an_actor_belongs_gets_the_hint_ours_gets(tutorial_files):
+    with pytest.raises(pm.UsageError) as e:
+        pm.load_actor(tutorial_files[3])
+    assert "(it is a critic file of the original tutorial: pass the actor_net*.param beside it)" in str(e.value)
+    with pytest.raises(pm.UsageError) as e:
+        pm.load_critic(tutorial_files[2])
+    assert "(it is an actor file of the original tutorial: pass the critic_net*.param beside it)" in str(e.value)
 
 
 def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
