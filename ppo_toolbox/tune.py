@@ -32,28 +32,40 @@ import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
 STORAGE_ENV = "PPO_TUNE_STORAGE"  # how workers get the storage URL: never on a command line
 
 
-def masked(text: str, storage: str | None) -> str:
-    """`text` with the storage URL's password, wherever it appears, shown as *** (also in a
-    URL too malformed to parse: whatever stands between "user:" and "@")."""
-    try:
-        password = urllib.parse.urlsplit(storage).password if storage and "://" in storage else None
-    except ValueError:
-        password = None
-    text = text.replace(password, "***") if password else text
-    return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+def masked(text: str, *urls: str | None) -> str:
+    """`text` with the password of each URL in `urls` shown as ***, wherever it appears."""
+    for secret in sorted({form for url in urls for form in _password_forms(url)}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
-def without_storage(argv: list[str]) -> list[str]:
-    """A command line without its --storage flag (a worker reads the URL from STORAGE_ENV)."""
+def _password_forms(url: str | None) -> set[str]:
+    """The ways a URL's password may be printed: as typed, percent-decoded, escaped as in a
+    repr (a newline as \\n), and split at an @ (a library that parsed the URL otherwise).
+    The password: what stands between "//user:" and the URL's last @, whatever it holds (a
+    space, a newline, a /, an @); in a URL too malformed to parse as well."""
+    found = re.search(r"//[^:/@]*:", url or "")
+    if not found or "@" not in url[found.end():]:
+        return set()
+    typed = url[found.end():url.rindex("@")]
+    forms = {typed, urllib.parse.unquote(typed)}
+    forms |= {repr(f)[1:-1] for f in forms} | {part for f in forms for part in f.split("@") if len(part) >= 3}
+    return {f for f in forms if f}
+
+
+def worker_command(argv: list[str]) -> list[str]:
+    """A worker's command line: the user's `tune ...` with --worker and without its --storage
+    flag (a worker reads the URL from STORAGE_ENV; no flag has an abbreviation that would
+    slip past this filter)."""
     out, skip = [], False
-    for a in argv:
+    for a in argv[1:] if argv[:1] == ["tune"] else argv:
         if skip:
             skip = False
         elif a == "--storage":
             skip = True
-        elif not a.startswith("--storage="):
+        elif not a.startswith("--storage=") and a != "--worker":
             out.append(a)
-    return out
+    return [sys.executable, str(Path(pm.__file__).resolve()), "tune", *out, "--worker"]
 
 
 def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any] | None = None,
@@ -154,7 +166,8 @@ def _storage(storage: str | None, default_journal: Path | None, create: bool) ->
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - bad URLs, unreachable servers, missing drivers
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        said = masked(str(e), storage).strip()  # before it is cut: a cut password is no longer found
+        first = said.splitlines()[0][:160] if said else type(e).__name__
         raise UsageError(masked(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
                                 "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
 
@@ -341,10 +354,7 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     import optuna
     tqdm = progress_bar_class()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    command = [sys.executable, str(Path(pm.__file__).resolve()), *without_storage([a for a in argv if a != "--worker"]),
-               "--worker"]
-    if command[2] != "tune":
-        command.insert(2, "tune")
+    command = worker_command(argv)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
     print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
           f"storage: {masked(storage, storage) if storage else Path(base.logdir) / 'tune' / (study_name + '.journal')}",

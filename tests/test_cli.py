@@ -24,7 +24,7 @@ from helpers import cli, one_line_error
     (["--env-id", "Blackjack-v1"], "flat Box observation"),
     (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
     (["--env-id", "CartPole-v1"], "--explore-bonus 0"),  # unbounded observations: no grid
-    (["--no-such-flag"], "unrecognized"),
+    (["--no-such-flag"], "no flag --no-such-flag for train"),
     (["eval", "does/not/exist.param"], "no such file"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path, capsys, monkeypatch):
@@ -46,10 +46,41 @@ def test_the_real_command_ends_with_the_same_line_and_exit_code_2(argv, words, t
     assert "Traceback" not in proc.stderr
 
 
-def test_help_documents_every_training_flag():
+def test_help_documents_every_training_flag_and_lists_every_command():
     out = cli("--help").stdout
     for f in dataclasses.fields(pm.Args):
         assert "--" + f.name.replace("_", "-") in out
+    others = " ".join(out.split("Other commands:")[1].split("(")[0].split())
+    assert others.rstrip(" ").split(", ") == [c for c in ppo_cli.subcommands(ppo_cli.build_parser()) if c != "train"]
+    assert {"eval", "replay", "plot", "tune", "export"} <= set(others.split(", "))
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["evl", "param/pretrained/actor_net.param"], "error: no command 'evl'; did you mean 'eval'?"),
+    (["trian"], "error: no command 'trian'; did you mean 'train'?"),
+    (["x"], "error: no command 'x'; the commands are train, tune, eval, replay, export, plot"),
+    (["--clp", "0.3"], "error: no flag --clp for train; did you mean --clip? (see ppo_mountaincar.py train --help)"),
+    (["--seed", "3", "evl"], "error: train takes no argument 'evl'; did you mean the command 'eval'?"),
+    (["eval", "p.param", "--hidden-sizes", "64"], "error: no flag --hidden-sizes for eval (see"),
+    # an abbreviation is refused (argparse would take it), naming the flag it abbreviates
+    (["--total", "100"], "error: no flag --total for train; did you mean --total-timesteps?"),
+    (["tune", "--stor", "postgresql://u:S3cret@host/db"], "error: no flag --stor for tune; did you mean --storage?"),
+    (["tune", "--trials", "postgresql://u:S3cret@host/db"], "error: argument --trials: invalid int value: "
+     "'postgresql://u:***@host/db'"),
+])
+def test_a_mistyped_command_or_flag_names_the_nearest_one(argv, line, capsys):
+    assert ppo_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1 and "S3cret" not in err, err
+
+
+def test_no_parser_takes_an_abbreviation():
+    parser = ppo_cli.build_parser()
+    assert not parser.allow_abbrev and not any(p.allow_abbrev for p in ppo_cli.subcommands(parser).values())
+
+
+def test_the_real_command_suggests_the_command_meant():
+    assert one_line_error(cli("evl", "param/pretrained/actor_net.param")) == "error: no command 'evl'; did you mean 'eval'?"
 
 
 def test_bad_hyperparameters_write_nothing(tmp_path):
