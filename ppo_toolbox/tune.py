@@ -10,9 +10,11 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -29,7 +31,8 @@ from .settings import validate
 import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
 
 
-STORAGE_ENV = "PPO_TUNE_STORAGE"  # how workers get the storage URL: never on a command line
+STORAGE_ENV = "PPO_TUNE_STORAGE"
+MIN_TRIALS_FOR_IMPORTANCES = 10  # fANOVA's importances from fewer completed trials change with every new one  # how workers get the storage URL: never on a command line
 
 
 def masked(text: str, *urls: str | None) -> str:
@@ -204,7 +207,8 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
 
     Workers check the budget before they start a trial, so two of them can start the last
     one together; trial numbers are unique in any storage, so the lower number runs and the
-    other ends as a surplus trial without training."""
+    other ends as a surplus trial without training. An interrupted trial is run again, with
+    the same settings, as a new trial; its runs' folders are removed."""
     import optuna
     score_of = objective_of(objective)
     if _counted(trial.study, below=trial.number) >= trials:
@@ -212,7 +216,24 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
         raise SurplusTrial()
     params = {name: suggest(trial, name, spec) for name, spec in space.items()}
     study_name = trial.study.study_name
-    scores: list[float] = []
+    try:
+        return _train_seeds(trial, base, params, seeds, score_of)
+    except KeyboardInterrupt:
+        for seed in seeds:  # its runs, half done or done: the trial run again makes them anew
+            name = trial_run_name(study_name, trial.number, seed)
+            for folder in (Path(base.logdir) / name, Path(base.logdir) / "tune" / study_name / name):
+                if folder.is_dir() and not folder.is_symlink():
+                    shutil.rmtree(folder, ignore_errors=True)
+        trial.study.enqueue_trial(trial.params, user_attrs={"run_again": trial.number})
+        trial.set_user_attr("interrupted", "run again as a new trial, its runs removed")
+        raise
+
+
+def _train_seeds(trial: Any, base: pm.Args, params: dict[str, Any], seeds: list[int],
+                 score_of: Callable[[list[float]], float]) -> float:
+    """The runs of one trial, one per seed; its score."""
+    import optuna
+    study_name, scores = trial.study.study_name, []
     for k, seed in enumerate(seeds):
         name = trial_run_name(study_name, trial.number, seed)
         args = dataclasses.replace(base, **params, seed=seed, run_name=name, quiet=True, plots=False,
@@ -225,7 +246,7 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
             return trial.should_prune()
         try:  # a stopped trial's "resume with" line would not continue the study: tune says how
             with contextlib.redirect_stderr(io.StringIO()):
-                summary = pm.train(args, on_evaluation=report, hparams=tuple(space))
+                summary = pm.train(args, on_evaluation=report, hparams=tuple(params))
         except (UsageError, TrainingDiverged) as e:  # settings that cannot work: no score
             trial.set_user_attr("invalid", str(e))
             raise optuna.TrialPruned(str(e)) from None
@@ -262,6 +283,29 @@ def tune_worker(study: Any, base: pm.Args, space: dict[str, Any], seeds: list[in
                        catch=(SurplusTrial,), gc_after_trial=True)
 
 
+def trials_bar(total: int, done: int, **kwargs: Any) -> Any:
+    """The progress bar of a study's trials. Its ETA: from the trials finished since it
+    started, none before the first (tqdm's moving average, smoothing > 0, would divide one
+    trial by the half second since the last poll)."""
+    return progress_bar_class()(total=total, initial=min(done, total), unit="trial", dynamic_ncols=True,
+                                smoothing=0, **kwargs)
+
+
+def stop_with_parent() -> None:
+    """Stop this worker as on SIGTERM (its trial ends cleanly and is run again later) when
+    tune's process ends, even by SIGKILL: the worker's stdin is a pipe that process holds
+    open, and the system closes it when the process dies, on every OS (prctl's parent-death
+    signal is Linux's alone, and fires when the thread that started the worker ends)."""
+    import _thread
+
+    def watch() -> None:  # os.read, not sys.stdin's: a daemon thread in a buffered read aborts the exit
+        while os.read(stdin, 1024):  # b"" when the other end is closed
+            pass
+        _thread.interrupt_main(signal.SIGTERM)
+    stdin = sys.stdin.fileno()
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+
+
 def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
     """The best trial as a command line (also written to `out` as JSON), the top trials,
     and Optuna's parameter importances."""
@@ -285,7 +329,10 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
         lines.append(f"| {t.number} | {t.value:.1f} | " + " | ".join(
             f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n)) for n in names)
             + " | " + " / ".join(f"{x:.1f}" for x in t.user_attrs.get("seed_scores", [])) + " |")
-    if len(done) >= 2:
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCES:
+        lines += ["", f"parameter importances: not shown before {MIN_TRIALS_FOR_IMPORTANCES} trials have completed "
+                  f"({len(done)} so far): from fewer they are noise"]
+    else:
         try:
             importances = optuna.importance.get_param_importances(study)
             lines += ["", "parameter importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items())]
@@ -345,6 +392,7 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     seeds = list(range(1, ns.seeds + 1))
     if ns.worker:
         import paddle
+        stop_with_parent()
         paddle.base.core.set_num_threads(1)
         try:
             tune_worker(study, base, space, seeds, ns.trials, ns.objective)
@@ -352,17 +400,18 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
             return 130
         return 0
     import optuna
-    tqdm = progress_bar_class()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     command = worker_command(argv)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
     print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
           f"storage: {masked(storage, storage) if storage else Path(base.logdir) / 'tune' / (study_name + '.journal')}",
           file=sys.stderr)
-    # each worker in its own session: a Ctrl-C reaches this process only, which passes it on once
-    workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(ns.jobs)]
+    # each worker in its own session (POSIX): a Ctrl-C reaches this process only, which passes it
+    # on once; its stdin a pipe this process holds, closed when it ends (see stop_with_parent)
+    workers = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, **(
+        {"start_new_session": True} if os.name == "posix" else {})) for _ in range(ns.jobs)]
     done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731
-    bar = tqdm(total=ns.trials, initial=min(done(), ns.trials), unit="trial", dynamic_ncols=True)
+    bar = trials_bar(ns.trials, done())
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while any(w.poll() is None for w in workers):
@@ -372,8 +421,8 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
                 bar.set_postfix(best=f"{study.best_value:.1f}", refresh=False)
     except KeyboardInterrupt:
         for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGINT)  # the running trials stop cleanly and are marked failed
+            if w.poll() is None and os.name == "posix":  # elsewhere the Ctrl-C reached them too
+                w.send_signal(signal.SIGINT)  # the running trials stop cleanly, to be run again
         for w in workers:
             try:
                 w.wait(60)
