@@ -15,7 +15,7 @@ import numpy as np
 from .errors import UsageError
 from .network_files import check_weights, expected_shapes, load_weights
 from .param_files import PARAM_FORMAT, load_state, numpy_state, save_pickle
-from .settings import validate
+from .settings import MAX_STEPS, validate
 
 CHECKPOINT = "checkpoint.ckpt"
 COUNTERS = ("global_step", "episodes_done", "rollouts", "gradient_steps", "next_eval")
@@ -129,7 +129,8 @@ def checkpoint_problem(state: dict[str, Any], args_class: type) -> str | None:
         return "RNG state"
     counts, cells = state.get("bonus_counts"), args.explore_bins ** meta["obs_dim"]
     if not (counts is None if args.explore_bonus == 0 else isinstance(counts, np.ndarray) and
-            counts.dtype == np.int64 and counts.shape == (cells,) and (counts >= 0).all()):
+            counts.dtype == np.int64 and counts.shape == (cells,) and (counts >= 0).all()
+            and (counts <= MAX_STEPS).all()):  # no more than steps; near 2^63 one more wraps around
         return "exploration counts"
     if not _envs_fit(state.get("envs"), args.num_envs):
         return "env state"
@@ -176,6 +177,8 @@ def _envs_fit(saved: Any, num_envs: int) -> bool:
         return (set(saved) == {"state", "ep_return", "ep_len"} and set(cars) == {"pos", "vel", "elapsed", "rngs"}
                 and all(isinstance(a, np.ndarray) and a.dtype == t and a.shape == (num_envs,) for a, t in arrays)
                 and np.isfinite(cars["pos"]).all() and np.isfinite(cars["vel"]).all()
+                and (np.abs(saved["ep_return"]) <= MAX_STEPS).all() and (0 <= saved["ep_len"]).all()
+                and (saved["ep_len"] <= MAX_STEPS).all()  # MountainCar's: -1 a step
                 and isinstance(cars["rngs"], list) and len(cars["rngs"]) == num_envs
                 and all(_is_rng_state(r) for r in cars["rngs"]))
     except (KeyError, TypeError):

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,8 @@ CRAFTED = {  # (change, the entry the one line names)
     "2^40 gradient steps of 2^70": (setter("counters", "gradient_steps", value=2**70), "its counters"),
     "NaN seconds": (setter("counters", "elapsed", value=float("nan")), "its counters"),
     "a bonus table of the wrong shape": (setter("bonus_counts", value=np.zeros(10, np.int64)), "exploration counts"),
+    "a count one step from wrapping": (setter("bonus_counts", value=np.full(400, 2**63 - 1)), "exploration counts"),
+    "an episode return of 1e308": (setter("envs", "ep_return", value=np.full(4, 1e308)), "env state"),
     "an empty best": (setter("best", value={}), "best evaluation"),
     "an evaluation of strings": (setter("history", value=[{"mean_return": "high"}]), "evaluations"),
     "a garbage optimizer entry": (setter("optimizer", "x", value="garbage"), "optimizer state"),
@@ -102,6 +105,17 @@ def test_a_crafted_checkpoint_is_one_line_and_touches_nothing(finished_run, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
     assert files_of(tmp_path) == before  # nothing written, nothing lost
+
+
+@pytest.mark.parametrize("car", [dict(pos=1e300), dict(vel=1e300), dict(pos=5.0), dict(elapsed=-5)])
+def test_a_car_out_of_range_is_one_line_not_warnings(finished_run, tmp_path, capsys, car):
+    [(key, value)] = car.items()
+    run_dir = crafted_copy(finished_run, tmp_path, lambda state: state["envs"]["state"][key].fill(value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings, before the fix
+        assert ppo_cli.main(["train", "--resume", str(run_dir / checkpoint.CHECKPOINT), "--total-timesteps", "1024"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "env state is damaged" in err[0], err
 
 
 def test_a_checkpoint_never_sends_a_run_outside_its_folder(finished_run, tmp_path, monkeypatch):

@@ -264,3 +264,14 @@ def test_newcomers_mishaps_are_one_line(tmp_path):
     line = one_line_error(cli("plot", str(tmp_path / "exp" / run["run_name"]), "--param", str(tmp_path / "nope.param"),
                               "--out", str(tmp_path / "img")))
     assert "no such file" in line and not (tmp_path / "img").exists()
+
+
+@pytest.mark.parametrize("env_id, code", [("Acrobot-v0", 2), ("CartPole-v0", 2)])  # gone from Gymnasium; out of date
+def test_a_deprecated_env_is_one_line_without_gymnasiums_warning(env_id, code, capsys, monkeypatch):
+    import warnings
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ppo_cli.main(["eval", "param/pretrained/actor_net.param", "--env-id", env_id, "--episodes", "1"]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and env_id in err[0] and not caught, (err, caught)
