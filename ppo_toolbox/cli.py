@@ -332,10 +332,12 @@ def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
               "from before it; lower --actor-lr / --critic-lr, or --resume the last checkpoint", file=sys.stderr)
         return 1
     except OSError as e:
-        fix = "--resume the last checkpoint to go on" if e.errno == errno.ENOENT else \
-            "free space or fix permissions, then --resume the last checkpoint"
+        checkpoint = Path(e.run_dir) / CHECKPOINT if hasattr(e, "run_dir") else None  # the run's, if it began
+        go_on = (f"resume with: python ppo_mountaincar.py train --resume {checkpoint}" if checkpoint and checkpoint.is_file()
+                 else f"--resume {ns.resume} again" if ns.resume else "start the run again (no checkpoint had been saved)")
+        fix = "" if e.errno == errno.ENOENT else "free space or fix permissions, then "
         print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
-              f"intact; {fix}", file=sys.stderr)
+              f"intact; {fix}{go_on}", file=sys.stderr)
         return 1
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the run said how to resume

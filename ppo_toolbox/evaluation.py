@@ -14,7 +14,7 @@ import numpy as np
 from .acting import NumpyNet, sample_actions
 from .envs import make_env, make_vec_env
 from .errors import UsageError
-from .network_files import read_network
+from .network_files import KNOWN_ENVS, read_network
 from .settings import MAX_EVAL_EPISODES, MAX_SEED
 
 EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best policy
@@ -106,8 +106,12 @@ def env_for(meta: dict[str, Any], env_id: str | None = None, trusted_env: str | 
     obs_dim, n_actions = env.observation_space.shape, getattr(env.action_space, "n", None)
     env.close()
     if obs_dim != (meta["obs_dim"],) or n_actions != meta["n_actions"]:
-        raise UsageError(f"this actor was trained on {trained_on or 'another env'} ({meta['obs_dim']} "
-                         f"inputs, {meta['n_actions']} actions) and does not fit {env_id}; "
+        sizes = f"({meta['obs_dim']} inputs, {meta['n_actions']} actions)"
+        if env_id == trained_on:  # the file names an env its own network does not fit
+            fits = KNOWN_ENVS.get((meta["obs_dim"], meta["n_actions"]))
+            raise UsageError(f"this actor {sizes} does not fit {env_id}, the env its file names; pass --env-id "
+                             + (f"{fits}, the env of that size" if fits else "with the env it was trained on"))
+        raise UsageError(f"this actor was trained on {trained_on or 'another env'} {sizes} and does not fit {env_id}; "
                          + (f"pass --env-id {trained_on}" if trained_on else "pass the --env-id it was trained on"))
     return env_id
 

@@ -275,3 +275,36 @@ def test_a_deprecated_env_is_one_line_without_gymnasiums_warning(env_id, code, c
         assert ppo_cli.main(["eval", "param/pretrained/actor_net.param", "--env-id", env_id, "--episodes", "1"]) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and env_id in err[0] and not caught, (err, caught)
+
+
+def test_an_actor_that_does_not_fit_the_env_its_file_names_is_told_which_one_it_fits():
+    from ppo_toolbox.evaluation import env_for
+    for sizes, fix in (((4, 2), "pass --env-id CartPole-v1, the env of that size"),
+                       ((5, 7), "pass --env-id with the env it was trained on")):
+        with pytest.raises(ppo_cli.UsageError) as refused:
+            env_for(dict(env_id="MountainCar-v0", obs_dim=sizes[0], n_actions=sizes[1]))
+        assert str(refused.value) == (f"this actor ({sizes[0]} inputs, {sizes[1]} actions) does not fit MountainCar-v0, "
+                                      f"the env its file names; {fix}")
+
+
+@pytest.mark.parametrize("saved", [0, 1])  # the disk fills before the first checkpoint, or after one
+def test_a_full_disk_names_a_checkpoint_only_if_it_exists(saved, tmp_path, capsys, monkeypatch):
+    import errno
+    from ppo_toolbox import run
+    original, calls = run.Run.write_checkpoint, []
+
+    def write_checkpoint(self):
+        calls.append(self.net_dir)
+        if len(calls) > saved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self)
+    monkeypatch.setattr(run.Run, "write_checkpoint", write_checkpoint)
+    assert ppo_cli.main(["--num-envs", "2", "--num-steps", "32", "--batch-size", "64", "--update-epochs", "1",
+                         "--total-timesteps", "256", "--save-every", "1", "--quiet", "--no-plots",
+                         "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    checkpoint = calls[0] / "checkpoint.ckpt"
+    assert line.startswith("error: could not write a file (No space left on device)")
+    assert line.endswith(f"then resume with: python ppo_mountaincar.py train --resume {checkpoint}" if saved else
+                         "then start the run again (no checkpoint had been saved)"), line
+    assert checkpoint.is_file() == bool(saved)
