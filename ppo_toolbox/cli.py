@@ -218,7 +218,7 @@ def _interrupted(name: str, run_dir: str | None, argv: list[str]) -> str:
         return f"{name} again: stopped at once; " + (
             f"resume the last checkpoint with: python ppo_mountaincar.py train --resume {checkpoint}"
             if checkpoint.is_file() else f"no checkpoint had been saved yet in {run_dir}")
-    if not argv or argv[0] not in ("eval", "replay", "plot", "tune", "export"):
+    if not argv or argv[0] == "train" or argv[0].startswith("-"):
         return f"{name}: stopped before training began; nothing was written"
     return "interrupted"
 

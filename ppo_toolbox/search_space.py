@@ -33,7 +33,8 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
 }
 MAX_BOUND = 1e15  # no setting goes near it (the largest: 10^10 steps); past it a bound is a typo
 # What a parameter's entry may hold, by its type
-KEYS = {"categorical": {"type", "choices"}, "float": {"type", "low", "high", "log"}, "int": {"type", "low", "high", "log"}}
+RANGE = {"type", "low", "high", "log"}
+KEYS = {"categorical": {"type", "choices"}, "float": RANGE, "int": RANGE}
 # Settings that say where a run writes or how it reports, not how it learns: never searched.
 NOT_SEARCHABLE = {"preset", "env_id", "seed", "device", "logdir", "param_dir", "run_name", "quiet", "plots",
                   "save_every", "keep_snapshots", "eval_every", "eval_episodes", "target_return",

@@ -50,3 +50,7 @@ def test_the_real_command_under_an_old_python(python):
     proc = subprocess.run([str(python), str(ROOT / "ppo_mountaincar.py"), "--help"], capture_output=True,
                           text=True, timeout=60)
     assert f"needs Python 3.10 or newer (this is {version})" in one_line_error(proc)
+    # check_packages alone says so too, not "pip install -r requirements.txt", which fails on that Python
+    proc = subprocess.run([str(python), "-c", "from ppo_toolbox.startup import check_packages; check_packages()"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert f"needs Python 3.10 or newer (this is {version})" in one_line_error(proc)
