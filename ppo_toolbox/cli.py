@@ -29,6 +29,7 @@ from .network_files import read_network
 from .replay import replay
 from .settings import field_types, parse_sizes
 from .startup import release_signals
+from .studies import STORAGE_ENV, masked
 
 class _Parser(argparse.ArgumentParser):
     """No abbreviated flags: `--stor URL` would pass for --storage, and every filter of the
@@ -272,7 +273,6 @@ def _run(argv: list[str]) -> int:
                 print(f"wrote {r['gif']}")
         return 0
     except UsageError as e:
-        from .tune import STORAGE_ENV, masked
         said = masked(str(e), *argv, os.environ.get(STORAGE_ENV))  # any URL typed, e.g. in a mistyped flag
         print(f"error: {' '.join(said.splitlines())}", file=sys.stderr)
         return 2

@@ -111,8 +111,8 @@ def check_space(space: Any, fixed: dict[str, Any], base: Any) -> dict[str, dict[
             if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and -MAX_BOUND <= x <= MAX_BOUND
                        and (kind == "float" or x == int(x)) for x in (low, high)) or not low < high \
                     or spec.get("log") not in (None, True, False) or (spec.get("log") and low <= 0):
-                raise UsageError(f"'{name}' in the search space needs numbers low < high within +/-10^15 ("
-                                 f"{'whole numbers, ' if kind == 'int' else ''}low > 0 with \"log\": true), e.g. "
+                raise UsageError(f"'{name}' in the search space needs low < high, {'whole ' if kind == 'int' else ''}"
+                                 "numbers within +/-10^15 (low > 0 with \"log\": true), e.g. "
                                  + json.dumps(SEARCH_SPACE.get(name, dict(low=1, high=10))))
         else:
             raise UsageError(f"'{name}' in the search space needs \"type\": \"float\", \"int\" or \"categorical\"")

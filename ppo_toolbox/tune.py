@@ -1,6 +1,7 @@
 """Hyperparameter search (`tune`): Optuna, several seeds per trial, on one machine or many
-sharing a database, each trial a few runs of the script's `train`. Top layer: it imports
-`ppo_mountaincar`, optuna (when called), numpy and the toolbox."""
+sharing a database (`studies`), each trial a few runs of the script's `train`; the workers,
+one process each, and the report. Top layer: it imports `ppo_mountaincar`, optuna (when
+called), numpy and the toolbox."""
 from __future__ import annotations
 
 import contextlib
@@ -9,14 +10,12 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,33 +26,12 @@ from .logbook import progress_bar_class
 from .param_files import atomic_write
 from .search_space import SEARCH_SPACE, check_space, read_space, suggest
 from .settings import validate
+from .studies import STORAGE_ENV, as_flags, masked, newest_study, open_study
 
 import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
 
 
-STORAGE_ENV = "PPO_TUNE_STORAGE"
-MIN_TRIALS_FOR_IMPORTANCES = 10  # fANOVA's importances from fewer completed trials change with every new one  # how workers get the storage URL: never on a command line
-
-
-def masked(text: str, *urls: str | None) -> str:
-    """`text` with the password of each URL in `urls` shown as ***, wherever it appears."""
-    for secret in sorted({form for url in urls for form in _password_forms(url)}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _password_forms(url: str | None) -> set[str]:
-    """The ways a URL's password may be printed: as typed, percent-decoded, escaped as in a
-    repr (a newline as \\n), and split at an @ (a library that parsed the URL otherwise).
-    The password: what stands between "//user:" and the URL's last @, whatever it holds (a
-    space, a newline, a /, an @); in a URL too malformed to parse as well."""
-    found = re.search(r"//[^:/@]*:", url or "")
-    if not found or "@" not in url[found.end():]:
-        return set()
-    typed = url[found.end():url.rindex("@")]
-    forms = {typed, urllib.parse.unquote(typed)}
-    forms |= {repr(f)[1:-1] for f in forms} | {part for f in forms for part in f.split("@") if len(part) >= 3}
-    return {f for f in forms if f}
+MIN_TRIALS_FOR_IMPORTANCES = 10  # fANOVA's importances from fewer completed trials change with every new one
 
 
 def worker_command(argv: list[str]) -> list[str]:
@@ -69,110 +47,6 @@ def worker_command(argv: list[str]) -> list[str]:
         elif not a.startswith("--storage=") and a != "--worker":
             out.append(a)
     return [sys.executable, str(Path(pm.__file__).resolve()), "tune", *out, "--worker"]
-
-
-def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any] | None = None,
-               fixed: dict[str, Any] | None = None, create: bool = True, objective: str = "mean") -> Any:
-    """The study: in a journal file under `logdir` unless a database URL is given (several
-    machines then share it, Optuna's own distributed mode). To run trials (`create`), a
-    study made with another space or other fixed flags is refused, untouched; to show one
-    (`create=False`), its name alone finds it."""
-    import optuna
-    journal = Path(logdir) / "tune" / f"{study_name}.journal"
-    if not create and not storage and not journal.is_file():
-        there = sorted(p.name[:-len(".journal")] for p in journal.parent.glob("*.journal"))
-        raise UsageError(f"no study '{study_name}' in {journal.parent}; " + (
-            f"it holds {', '.join(there[:10])}: pass one of them to --study" if there else "run tune first"))
-    backend, names = _storage(storage, journal, create)
-    described = dict(space=space, fixed={k: str(v) for k, v in (fixed or {}).items()},
-                     **({"objective": objective} if objective != "mean" else {}))  # studies before it: mean
-    if study_name in names:
-        study = optuna.load_study(study_name=study_name, storage=backend)
-        if not create:
-            return study
-        if "described" not in study.user_attrs:  # another process created it a moment ago
-            _describe(study, described, fixed)
-        elif study.user_attrs["described"] != json.loads(json.dumps(described)):
-            raise UsageError(f"study '{study_name}' was created with another search space, other fixed "
-                             "flags or another --objective; pass --study NAME for a new study, or the same "
-                             "flags to continue it")
-        return study
-    if not create:
-        raise UsageError(masked(f"no study '{study_name}' in {storage or Path(logdir) / 'tune'}; run tune first"
-                                + (f" (it holds: {', '.join(sorted(names)[:10])})" if names else ""), storage))
-    study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
-                                    n_startup_trials=5, n_warmup_steps=0))
-    _describe(study, described, fixed)
-    return study
-
-
-def _describe(study: Any, described: dict[str, Any], fixed: dict[str, Any] | None) -> None:
-    """What a study is (checked when it is continued) and the fixed flags --show puts in
-    its best command."""
-    study.set_user_attr("described", described)
-    study.set_user_attr("fixed_flags", _as_flags(fixed or {}))
-
-
-def newest_study(storage: str | None, logdir: str) -> str:
-    """The study `tune --show` shows without --study: the newest journal under `logdir`,
-    or the only study in a --storage (one of several: ask for its name)."""
-    if storage:
-        _, names = _storage(storage, None, create=False)
-        if len(names) == 1:
-            return names[0]
-        raise UsageError(masked(f"{storage} holds {len(names)} studies" + (f" ({', '.join(sorted(names)[:10])})"
-                                if names else "") + "; pass --study NAME", storage))
-    journals = sorted(Path(logdir, "tune").glob("*.journal"), key=lambda p: p.stat().st_mtime)
-    if not journals:
-        raise UsageError(f"no study in {Path(logdir) / 'tune'}; run tune first")
-    return journals[-1].name[:-len(".journal")]
-
-
-def _storage(storage: str | None, default_journal: Path | None, create: bool) -> tuple[Any, list[str]]:
-    """Optuna's storage for --storage (a database URL or a .journal file), else the journal
-    `default_journal`; and the names of the studies in it."""
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed (interrupted) trial is said in one line
-    if storage and "://" not in storage and not storage.endswith(".journal"):
-        raise UsageError(f"--storage {masked(storage, storage)[:80]} is neither a database URL (postgresql://user:password@host/db, "
-                         "mysql://..., sqlite:///study.db) nor a .journal file")
-    try:
-        if storage and "://" in storage:
-            url, connect = storage, {}
-            if storage.startswith(("postgresql://", "postgres://")):
-                connect = {"connect_timeout": 10}
-                try:  # the README's driver, psycopg 3 (SQLAlchemy 2.0's default would be psycopg2)
-                    import psycopg  # noqa: F401
-                    url = "postgresql+psycopg://" + storage.split("://", 1)[1]
-                except ImportError:
-                    pass
-            for attempt in range(3):  # workers starting together on an empty database race to make its tables
-                try:
-                    backend = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect},
-                                                         skip_table_creation=not create)
-                    break
-                except Exception as e:  # noqa: BLE001
-                    if attempt == 2 or "duplicate" not in str(e).lower() and "exists" not in str(e).lower():
-                        raise
-                    time.sleep(1)
-        else:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-            path = Path(storage or default_journal)
-            if path.exists() and not path.is_file():  # a FIFO would hang the journal's reader
-                raise UsageError(f"the study journal {path} is not a regular file; pass another --storage")
-            if not create and not path.is_file():
-                raise UsageError(f"no study at {path}; run tune first")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalStorage(JournalFileBackend(str(path)))
-        return backend, optuna.get_all_study_names(backend)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - bad URLs, unreachable servers, missing drivers
-        said = masked(str(e), storage).strip()  # before it is cut: a cut password is no longer found
-        first = said.splitlines()[0][:160] if said else type(e).__name__
-        raise UsageError(masked(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
-                                "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
 
 
 class SurplusTrial(Exception):
@@ -315,7 +189,7 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
         return "no trial has completed yet"
     best = study.best_trial
     searched = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in best.params.items()}
-    command = "python ppo_mountaincar.py " + " ".join([*fixed_flags, *_as_flags(searched), "--seed", "1"])
+    command = "python ppo_mountaincar.py " + " ".join([*fixed_flags, *as_flags(searched), "--seed", "1"])
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(dict(
         study=study.study_name, trial=best.number, score=best.value, params=best.params,
         fixed_flags=fixed_flags, command=command), indent=2) + "\n"))
@@ -342,18 +216,6 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
               if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
     lines.insert(0, "trials: " + ", ".join(f"{n} {s}" for s, n in states.items()))
     return "\n".join(lines)
-
-
-def _as_flags(settings: dict[str, Any]) -> list[str]:
-    """Training settings as command-line flags, e.g. {"hidden_sizes": (64, 64)} -> --hidden-sizes 64,64."""
-    flags = []
-    for name, value in settings.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + name.replace("_", "-"))
-        elif value is not None:
-            flags += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
-    return flags
 
 
 def default_study_name(base: pm.Args, space_file: str | None, objective: str = "mean") -> str:
@@ -388,7 +250,7 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     study_name = ns.study or default_study_name(base, ns.space, ns.objective)
     objective_of(ns.objective)  # refused before anything is made
     study = open_study(storage, study_name, base.logdir, space, given, objective=ns.objective)
-    report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
+    report = lambda: tune_report(study, as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
     seeds = list(range(1, ns.seeds + 1))
     if ns.worker:
         import paddle

@@ -16,7 +16,7 @@ BASE = pm.preset_args("default")
     ({"hidden_sizes": {"type": "float", "low": 32, "high": 128}}, "'hidden_sizes' in the search space is a float range, "
      "but --hidden-sizes takes whole numbers: use \"type\": \"int\""),
     ({"update_epochs": {"type": "float", "low": 2, "high": 5}}, "--update-epochs takes whole numbers"),
-    ({"update_epochs": {"type": "int", "low": 2.5, "high": 5}}, "whole numbers"),
+    ({"update_epochs": {"type": "int", "low": 2.5, "high": 5}}, "needs low < high, whole numbers"),
     ({"activation": {"type": "int", "low": 0, "high": 1}}, "use \"type\": \"categorical\""),
     ({"actor_lr": {"type": "float", "low": 1e-4, "high": 10**400}}, "within +/-10^15"),
     ({"update_epochs": {"type": "int", "low": -10**400, "high": 5}}, "within +/-10^15"),
