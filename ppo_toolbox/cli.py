@@ -31,6 +31,7 @@ from .settings import field_types, parse_sizes
 from .startup import release_signals
 from .studies import STORAGE_ENV, masked
 
+
 class _Parser(argparse.ArgumentParser):
     """No abbreviated flags: `--stor URL` would pass for --storage, and every filter of the
     command line (the worker's, without the URL) would have to know each abbreviation."""
