@@ -31,6 +31,7 @@ from .studies import STORAGE_ENV, as_flags, masked, newest_study, open_study
 import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
 
 
+STOP = threading.Event()  # a worker's stop, asked while no training run was under way
 MIN_TRIALS_FOR_IMPORTANCES = 10  # fANOVA's importances from fewer completed trials change with every new one
 
 
@@ -117,7 +118,8 @@ def _train_seeds(trial: Any, base: pm.Args, params: dict[str, Any], seeds: list[
         def report(global_step: int, result: dict[str, Any]) -> bool:
             evaluations.append(result["mean_return"])
             trial.report(score_of(scores + [float(np.mean(evaluations))]), k * base.total_timesteps + global_step)
-            return trial.should_prune()
+            return trial.should_prune() or STOP.is_set()
+        _stop_if_asked()
         try:  # a stopped trial's "resume with" line would not continue the study: tune says how
             with contextlib.redirect_stderr(io.StringIO()):
                 summary = pm.train(args, on_evaluation=report, hparams=tuple(params))
@@ -126,6 +128,7 @@ def _train_seeds(trial: Any, base: pm.Args, params: dict[str, Any], seeds: list[
             raise optuna.TrialPruned(str(e)) from None
         if summary["interrupted"]:
             raise KeyboardInterrupt
+        _stop_if_asked()
         if trial.should_prune():
             raise optuna.TrialPruned()
         scores.append(float(np.mean(evaluations)))
@@ -151,10 +154,27 @@ def _counted(study: Any, below: int | None = None) -> int:
 
 def tune_worker(study: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int,
                 objective: str = "mean") -> None:
-    """Run trials until the study holds `trials` of them (other workers' included)."""
-    while _counted(study) < trials:
-        study.optimize(lambda t: run_trial(t, base, space, seeds, trials, objective), n_trials=1,
-                       catch=(SurplusTrial,), gc_after_trial=True)
+    """Run trials until the study holds `trials` of them (other workers' included). Ctrl-C
+    or SIGTERM while Optuna keeps its books (training has handlers of its own, a clean stop)
+    is noted and acted on at the next safe point: a KeyboardInterrupt inside `study.ask`
+    would leave a trial RUNNING for ever."""
+    in_main = threading.current_thread() is threading.main_thread()
+    noted = {sig: signal.signal(sig, lambda signum, frame: STOP.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if in_main else {}
+    try:
+        while _counted(study) < trials:
+            _stop_if_asked()
+            study.optimize(lambda t: run_trial(t, base, space, seeds, trials, objective), n_trials=1,
+                           catch=(SurplusTrial,), gc_after_trial=True)
+    finally:
+        STOP.clear()
+        for sig, handler in noted.items():
+            signal.signal(sig, handler)
+
+
+def _stop_if_asked() -> None:
+    if STOP.is_set():
+        raise KeyboardInterrupt
 
 
 def trials_bar(total: int, done: int, **kwargs: Any) -> Any:
