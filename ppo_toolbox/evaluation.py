@@ -52,6 +52,8 @@ def success_rule(env_id: str) -> SuccessRule | None:
 
 def check_episode_seeds(seed: int, episodes: int) -> None:
     """Episodes use seeds seed, seed + 1, ...: all must be valid 32-bit seeds."""
+    if episodes > MAX_EVAL_EPISODES:  # else the seed's range below would be negative
+        raise UsageError(f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
     if not 0 <= seed <= MAX_SEED - max(episodes, 0):
         raise UsageError(f"--seed must be in 0..{MAX_SEED - max(episodes, 0):,} (the episodes use seed, seed + 1, ...)")
 

@@ -136,6 +136,7 @@ def test_the_preset_flag_offers_exactly_the_presets():
     (["--num-envs", "65536", "--num-steps", "256"], "GB for one rollout"),
     (["--device", "gpu"], "--device gpu needs PaddlePaddle's GPU build"),
     (["eval", "param/pretrained/actor_net.param", "--seed", "-1"], "--seed must be in 0.."),
+    (["eval", "param/pretrained/actor_net.param", "--episodes", str(10**20)], "--episodes must be in 1..100,000"),
     (["replay", "param/pretrained/actor_net.param", "--seed", str(2**64)], "--seed must be in 0.."),
 ])
 def test_flags_that_cannot_work_are_one_line_before_anything_runs(argv, words, tmp_path, capsys, monkeypatch):
