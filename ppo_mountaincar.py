@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 if __name__ == "__main__":  # the command line: a missing package, or a Ctrl-C while Paddle loads, is one line
-    from ppo_toolbox.startup import check_packages, stop_quietly_while_starting
+    from ppo_toolbox.startup import check_packages, check_python, stop_quietly_while_starting
+    check_python()  # first: an older Python parses this file, but fails on what follows
     stop_quietly_while_starting()
     check_packages()
 

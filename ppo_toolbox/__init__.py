@@ -24,6 +24,7 @@ reader needs to follow the algorithm. One job per module:
     replay         replaying a saved actor into a GIF or a window; showing images inline
     figures        the figures of a run
     search_space   the search space of `tune`: the default one, reading and checking one
+    studies        the Optuna studies of `tune`: kept in a file or a database, a URL's password masked
     export         a policy for Paddle Inference and ONNX (imports the script)
     tune           hyperparameter search with Optuna (imports the script)
     cli            the command line (imports the script)

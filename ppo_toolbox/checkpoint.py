@@ -347,7 +347,8 @@ def _bonus_fits(saved: Any, args: Any, obs_dim: int) -> bool:
         return saved is None
     counts = saved.get("counts") if isinstance(saved, dict) and set(saved) == {"counts"} else None
     return (isinstance(counts, np.ndarray) and counts.dtype == np.int64
-            and counts.shape == (args.explore_bins ** obs_dim,) and bool((counts >= 0).all()))
+            and counts.shape == (args.explore_bins ** obs_dim,) and bool((counts >= 0).all())
+            and bool((counts <= MAX_STEPS).all()))  # no more than steps; near 2^63 one more wraps around
 
 
 def _envs_fit(saved: Any, num_envs: int) -> bool:
@@ -361,7 +362,8 @@ def _envs_fit(saved: Any, num_envs: int) -> bool:
     arrays = [(cars["pos"], np.float64), (cars["vel"], np.float64), (cars["elapsed"], np.int64),
               (saved["ep_return"], np.float64), (saved["ep_len"], np.int64)]
     return (all(isinstance(a, np.ndarray) and a.dtype == t and a.shape == (num_envs,) for a, t in arrays)
-            and all(np.isfinite(a).all() and (np.abs(a) < 1e15).all() for a, _ in arrays)
+            and all(np.isfinite(a).all() and (np.abs(a) <= MAX_STEPS).all() for a, _ in arrays)
+            and bool((saved["ep_len"] >= 0).all())
             and isinstance(cars["rngs"], list) and len(cars["rngs"]) == num_envs
             and all(_is_rng_state(r) for r in cars["rngs"]))
 

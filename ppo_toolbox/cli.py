@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import errno
 import glob
 import json
@@ -28,11 +29,16 @@ from .network_files import read_network
 from .replay import replay
 from .settings import field_types, parse_sizes
 from .startup import release_signals
-
-COMMANDS = ("train", "eval", "replay", "plot", "tune", "export")
+from .studies import STORAGE_ENV, masked
 
 
 class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: `--stor URL` would pass for --storage, and every filter of the
+    command line (the worker's, without the URL) would have to know each abbreviation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit code 2
         raise UsageError(f"{message} (see {self.prog} --help)")
 
@@ -60,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ppo_mountaincar.py", description=pm.__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     tp = sub.add_parser("train", help="train a policy (the default command)",
-                        description="Train PPO. Flags left unset take the preset's value. Other "
-                        "commands: eval, replay, plot, tune (python ppo_mountaincar.py eval --help).")
+                        description="Train PPO. Flags left unset take the preset's value.")
     tn = sub.add_parser("tune", help="search hyperparameters with Optuna, several seeds per trial",
                         description="Search hyperparameters: each trial trains --seeds runs and scores the "
                         "mean greedy return of their periodic evaluations. Training flags given here are "
@@ -123,7 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "param/<run name>/actor_net.param]")
     pp.add_argument("--param-dir", default="param", help="where the runs' folders are [param]")
     pp.add_argument("--out", default=str(Path("param") / "img"), help="folder for the PNGs [param/img]")
+    others = [name for name in sub.choices if name != "train"]  # `--help` is train's: it lists the rest
+    tp.description += f" Other commands: {', '.join(others)} (python ppo_mountaincar.py {others[0]} --help)."
     return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The commands of `build_parser()`'s parser, by name, in the order they were added."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def given_flags(ns: argparse.Namespace) -> dict[str, Any]:
@@ -141,11 +153,31 @@ def args_from_cli(ns: argparse.Namespace, resumed: dict[str, Any] | None = None)
 
 
 def parse_command_line(argv: list[str]) -> argparse.Namespace:
-    """Parse a command line; bare flags mean `train` (so --help shows the training flags)."""
-    argv = list(argv)
-    if not argv or argv[0] not in COMMANDS:
+    """Parse a command line; bare flags mean `train` (so --help shows the training flags). A
+    word that is no command, or a flag the command does not have, is refused naming the
+    nearest one (never echoing the values after it, which may hold a password)."""
+    parser, argv = build_parser(), list(argv)
+    commands = subcommands(parser)
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        near = _nearest(argv[0], list(commands))
+        raise UsageError(f"no command {argv[0][:40]!r}; " + ("did you mean " + " or ".join(f"'{n}'" for n in near) + "?"
+                                                              if near else "the commands are " + ", ".join(commands)))
+    if not argv or argv[0] not in commands:
         argv.insert(0, "train")
-    return build_parser().parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    if extra:
+        command, flags = commands[ns.command], [e.split("=", 1)[0] for e in extra if e.startswith("-")]
+        options = [o for o in command._option_string_actions if o.startswith("--") and o not in ("--help", "--worker")]
+        near = _nearest(flags[0], options) if flags else [f"the command '{n}'" for n in _nearest(extra[0], list(commands))]
+        raise UsageError((f"no flag {flags[0][:40]} for {ns.command}" if flags else
+                          f"{ns.command} takes no argument {extra[0][:40]!r}")
+                         + (f"; did you mean {' or '.join(near)}?" if near else "") + f" (see {command.prog} --help)")
+    return ns
+
+
+def _nearest(word: str, names: list[str]) -> list[str]:
+    """The names `word` begins (an abbreviation), else the ones it nearly spells (a typo)."""
+    return [n for n in names if n.startswith(word)][:3] or difflib.get_close_matches(word, names, n=3)
 
 
 class _Interrupts:
@@ -188,7 +220,7 @@ def _interrupted(name: str, run_dir: str | None, argv: list[str]) -> str:
         return f"{name} again: stopped at once; " + (
             f"resume the last checkpoint with: python ppo_mountaincar.py train --resume {checkpoint}"
             if checkpoint.is_file() else f"no checkpoint had been saved yet in {run_dir}")
-    if not argv or argv[0] not in ("eval", "replay", "plot", "tune", "export"):
+    if not argv or argv[0] == "train" or argv[0].startswith("-"):
         return f"{name}: stopped before training began; nothing was written"
     return "interrupted"
 
@@ -242,7 +274,8 @@ def _run(argv: list[str]) -> int:
                 print(f"wrote {r['gif']}")
         return 0
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        said = masked(str(e), *argv, os.environ.get(STORAGE_ENV))  # any URL typed, e.g. in a mistyped flag
+        print(f"error: {' '.join(said.splitlines())}", file=sys.stderr)
         return 2
     except OSError as e:  # writing a GIF or a figure: a full disk, a read-only folder, a file for a folder
         if isinstance(e, BrokenPipeError):  # `eval | head`: the reader has gone, nothing to say
@@ -300,10 +333,12 @@ def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
               "from before it; lower --actor-lr / --critic-lr, or --resume the last checkpoint", file=sys.stderr)
         return 1
     except OSError as e:
-        fix = "--resume the last checkpoint to go on" if e.errno == errno.ENOENT else \
-            "free space or fix permissions, then --resume the last checkpoint"
+        checkpoint = Path(e.run_dir) / CHECKPOINT if hasattr(e, "run_dir") else None  # the run's, if it began
+        go_on = (f"resume with: python ppo_mountaincar.py train --resume {checkpoint}" if checkpoint and checkpoint.is_file()
+                 else f"--resume {ns.resume} again" if ns.resume else "start the run again (no checkpoint had been saved)")
+        fix = "" if e.errno == errno.ENOENT else "free space or fix permissions, then "
         print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
-              f"intact; {fix}", file=sys.stderr)
+              f"intact; {fix}{go_on}", file=sys.stderr)
         return 1
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the run said how to resume

@@ -3,6 +3,7 @@ nobody trusted), `make_vec_env` (several in one process) and `MountainCarVecEnv`
 (MountainCar-v0 for all cars in one numpy step). Imports gymnasium, numpy and `errors`."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -23,9 +24,11 @@ def make_env(env_id: str, max_episode_steps: int | None = None, trusted_env: str
         raise UsageError(f"env id '{env_id[:80]}' would import the module '{env_id.split(':')[0][:40]}'; "
                          "if you trust it, pass it as --env-id with --allow-env-module")
     try:
-        if max_episode_steps == 0:
-            return gym.make(env_id, **kwargs).unwrapped
-        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+        with warnings.catch_warnings():  # "X-v0 is out of date" (2 lines), even when making it fails
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if max_episode_steps == 0:
+                return gym.make(env_id, **kwargs).unwrapped
+            return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     except Exception as e:  # noqa: BLE001 - unknown ids, missing modules, an env's own errors
         raise UsageError(f"cannot make env '{env_id[:80]}' ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
                          "try MountainCar-v0, CartPole-v1 or Acrobot-v1") from None
@@ -103,13 +106,23 @@ class MountainCarVecEnv(gym.vector.VectorEnv):
                     rngs=[rng.bit_generator.state for rng in self.rngs])
 
     def load_state(self, state: dict[str, Any]) -> np.ndarray:
-        """Put the cars back as `state` saw them (checked by the caller: ppo_toolbox.checkpoint);
+        """Put the cars back as `state` saw them (its types checked by ppo_toolbox.checkpoint);
         returns their observations."""
-        self.pos, self.vel, self.elapsed = (np.array(state[k], dtype) for k, dtype in
-                                            (("pos", np.float64), ("vel", np.float64), ("elapsed", np.int64)))
-        self.rngs = [gym.utils.seeding.np_random()[0] for _ in state["rngs"]]
-        for rng, saved in zip(self.rngs, state["rngs"]):
-            rng.bit_generator.state = saved
+        try:
+            pos, vel, elapsed = (np.array(state[k], dtype) for k, dtype in
+                                 (("pos", np.float64), ("vel", np.float64), ("elapsed", np.int64)))
+            if not (pos.shape == vel.shape == elapsed.shape == (self.num_envs,)) or len(state["rngs"]) != self.num_envs:
+                raise ValueError("sizes")
+            # where the physics can put a car (else numpy warns of overflows, and training diverges)
+            if not ((self.MIN_POS <= pos) & (pos <= self.MAX_POS) & (np.abs(vel) <= self.MAX_SPEED)
+                    & (elapsed >= 0)).all():
+                raise ValueError("a car out of range")
+            rngs = [gym.utils.seeding.np_random()[0] for _ in range(self.num_envs)]
+            for rng, saved in zip(rngs, state["rngs"]):
+                rng.bit_generator.state = saved
+        except (KeyError, TypeError, ValueError):
+            raise UsageError("the checkpoint's env state is damaged or for other envs; start a new run") from None
+        self.pos, self.vel, self.elapsed, self.rngs = pos, vel, elapsed, rngs
         return self._obs()
 
     def step(self, actions: np.ndarray):

@@ -15,7 +15,7 @@ import numpy as np
 from .acting import NumpyNet
 from .envs import make_env, make_vec_env
 from .errors import UsageError
-from .network_files import read_network
+from .network_files import KNOWN_ENVS, read_network
 from .settings import MAX_EVAL_EPISODES, MAX_SEED
 
 EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best policy
@@ -53,6 +53,8 @@ def success_rule(env_id: str) -> SuccessRule | None:
 
 def check_episode_seeds(seed: int, episodes: int) -> None:
     """Episodes use seeds seed, seed + 1, ...: all must be valid 32-bit seeds."""
+    if episodes > MAX_EVAL_EPISODES:  # else the seed's range below would be negative
+        raise UsageError(f"--episodes must be in 1..{MAX_EVAL_EPISODES:,}")
     if not 0 <= seed <= MAX_SEED - max(episodes, 0):
         raise UsageError(f"--seed must be in 0..{MAX_SEED - max(episodes, 0):,} (the episodes use seed, seed + 1, ...)")
 
@@ -109,8 +111,12 @@ def env_for(meta: dict[str, Any], env_id: str | None = None, trusted_env: str | 
     obs_dim, n_actions = env.observation_space.shape, getattr(env.action_space, "n", None)
     env.close()
     if obs_dim != (meta["obs_dim"],) or n_actions != meta["n_actions"]:
-        raise UsageError(f"this actor was trained on {trained_on or 'another env'} ({meta['obs_dim']} "
-                         f"inputs, {meta['n_actions']} actions) and does not fit {env_id}; "
+        sizes = f"({meta['obs_dim']} inputs, {meta['n_actions']} actions)"
+        if env_id == trained_on:  # the file names an env its own network does not fit
+            fits = KNOWN_ENVS.get((meta["obs_dim"], meta["n_actions"]))
+            raise UsageError(f"this actor {sizes} does not fit {env_id}, the env its file names; pass --env-id "
+                             + (f"{fits}, the env of that size" if fits else "with the env it was trained on"))
+        raise UsageError(f"this actor was trained on {trained_on or 'another env'} {sizes} and does not fit {env_id}; "
                          + (f"pass --env-id {trained_on}" if trained_on else "pass the --env-id it was trained on"))
     return env_id
 

@@ -95,7 +95,7 @@ class Run:
     def __exit__(self, *exc: Any) -> None:
         self.stop.__exit__(*exc)
         self.folder.release()
-        if isinstance(exc[1], KeyboardInterrupt):  # a second stop: say where the run's files are
+        if isinstance(exc[1], (KeyboardInterrupt, OSError)):  # a second stop, a full disk: say where the run's files are
             exc[1].run_dir = str(self.net_dir)
             with contextlib.suppress(Exception):
                 self.log.bar.close()

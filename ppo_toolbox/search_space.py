@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .settings import parse_sizes, validate, with_role
+from .settings import field_types, parse_sizes, validate, with_role
 
 
 # The default search space: ranges a PPO practitioner would accept. A JSON file of the same
@@ -32,6 +31,10 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "explore_bonus": dict(type="float", low=0.0, high=10.0),
     "explore_decay_steps": dict(type="int", low=20_000, high=300_000, log=True),
 }
+MAX_BOUND = 1e15  # no setting goes near it (the largest: 10^10 steps); past it a bound is a typo
+# What a parameter's entry may hold, by its type
+RANGE = {"type", "low", "high", "log"}
+KEYS = {"categorical": {"type", "choices"}, "float": RANGE, "int": RANGE}
 
 
 def read_space(path: str) -> Any:
@@ -78,11 +81,23 @@ def check_space(space: Any, fixed: dict[str, Any], base: Any) -> dict[str, dict[
         raise UsageError("the search space must be a JSON object of parameters, e.g. "
                          '{"actor_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true}}')
     searchable = with_role(base, "searchable")  # each field of Args says whether tune may search it
+    types = field_types(type(base))
     for name, spec in space.items():
         if name not in searchable:
             raise UsageError(f"unknown parameter '{name}' in the search space; searchable: "
                              + ", ".join(sorted(searchable)))
         kind = spec.get("type") if isinstance(spec, dict) else None
+        extra = set(spec) - KEYS[kind] if kind in KEYS else set()
+        if extra:
+            raise UsageError(f"'{name}' in the search space has {', '.join(sorted(map(str, extra)))[:60]}, which "
+                             f"a {kind} parameter does not take; it takes {', '.join(sorted(KEYS[kind]))}")
+        takes = types[name]  # what Optuna's suggestion becomes: an int range for a float setting is fine
+        if kind in ("float", "int") and takes not in (int, float, tuple) or kind == "float" and takes is not float:
+            layers = " (one layer of that size) or \"categorical\" with choices like [\"64\", \"64,64\"]"
+            raise UsageError(f"'{name}' in the search space is {'an int' if kind == 'int' else 'a float'} range, but "
+                             f"--{name.replace('_', '-')} takes " + (
+                                 "whole numbers: use \"type\": \"int\"" + (layers if takes is tuple else "")
+                                 if takes in (int, tuple) else "one of its values: use \"type\": \"categorical\""))
         if kind == "categorical":
             choices = spec.get("choices")
             if not isinstance(choices, list) or not 0 < len(choices) <= 100 or not all(
@@ -90,10 +105,12 @@ def check_space(space: Any, fixed: dict[str, Any], base: Any) -> dict[str, dict[
                 raise UsageError(f"'{name}' in the search space needs a list of up to 100 plain choices")
         elif kind in ("float", "int"):
             low, high = spec.get("low"), spec.get("high")
-            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                       for x in (low, high)) or not low < high or (spec.get("log") and low <= 0):
-                raise UsageError(f"'{name}' in the search space needs low < high (and low > 0 with "
-                                 f"\"log\": true), e.g. {json.dumps(SEARCH_SPACE.get(name, dict(low=1, high=10)))}")
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and -MAX_BOUND <= x <= MAX_BOUND
+                       and (kind == "float" or x == int(x)) for x in (low, high)) or not low < high \
+                    or spec.get("log") not in (None, True, False) or (spec.get("log") and low <= 0):
+                raise UsageError(f"'{name}' in the search space needs low < high, {'whole ' if kind == 'int' else ''}"
+                                 "numbers within +/-10^15 (low > 0 with \"log\": true), e.g. "
+                                 + json.dumps(SEARCH_SPACE.get(name, dict(low=1, high=10))))
         else:
             raise UsageError(f"'{name}' in the search space needs \"type\": \"float\", \"int\" or \"categorical\"")
     dropped = set(fixed) | ({"explore_decay_steps"} if fixed.get("explore_bonus") == 0 else set())

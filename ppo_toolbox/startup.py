@@ -1,7 +1,8 @@
-"""The first moments of the command line: a package that is not installed is one line, and
-while Paddle and the rest load (a second or two), Ctrl-C or SIGTERM ends the program with one
-line, nothing having been written yet. The command line installs its own handlers once it
-runs. Imports the standard library only (and Paddle, once it is loaded).
+"""The first moments of the command line: a Python too old or a package that is not installed
+is one line, and while Paddle and the rest load (a second or two), Ctrl-C or SIGTERM ends the
+program with one line, nothing having been written yet. The command line installs its own
+handlers once it runs. Imports the standard library only (and Paddle, once it is loaded), and
+parses on Python 3.7 (the script's top too), so that an old Python reaches `check_python`.
 
 Paddle replaces the SIGTERM handler while it loads (its C++ crash report, about a dozen
 lines), and `paddle.disable_signal_handler()` leaves the default one behind: either way a
@@ -16,13 +17,26 @@ import sys
 from typing import Any
 
 
+PYTHON = (3, 10)  # the oldest Python the program runs on (it uses X | Y types at run time)
 REQUIRED = {"paddle": "PaddlePaddle", "gymnasium": "Gymnasium", "numpy": "numpy", "visualdl": "VisualDL",
             "matplotlib": "matplotlib", "tqdm": "tqdm", "PIL": "Pillow"}
 
 
+def check_python(version: Any = sys.version_info) -> None:
+    """Exit with one line (code 2) on a Python older than `PYTHON`: the first check, before
+    anything that an old Python would fail on (pip fails there too, in a dependency)."""
+    if tuple(version[:2]) < PYTHON:
+        sys.stderr.write(f"error: needs Python {PYTHON[0]}.{PYTHON[1]} or newer (this is "
+                         f"{'.'.join(map(str, version[:3]))}); install one, then run pip install -r "
+                         "requirements.txt and this program with it\n")
+        sys.exit(2)
+
+
 def check_packages() -> None:
-    """Exit with one line (code 2) if a package the program needs is not installed."""
+    """Exit with one line (code 2) if a package the program needs is not installed (on a
+    Python too old for them, that first)."""
     import importlib.util
+    check_python()
     missing = [name for module, name in REQUIRED.items() if importlib.util.find_spec(module) is None]
     if missing:
         sys.stderr.write(f"error: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; "

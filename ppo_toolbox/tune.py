@@ -1,6 +1,7 @@
 """Hyperparameter search (`tune`): Optuna, several seeds per trial, on one machine or many
-sharing a database, each trial a few runs of the script's `train`. Top layer: it imports
-`ppo_mountaincar`, optuna (when called), numpy and the toolbox."""
+sharing a database (`studies`), each trial a few runs of the script's `train`; the workers,
+one process each, and the report. Top layer: it imports `ppo_mountaincar`, optuna (when
+called), numpy and the toolbox."""
 from __future__ import annotations
 
 import contextlib
@@ -9,12 +10,12 @@ import hashlib
 import io
 import json
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,138 +26,28 @@ from .logbook import progress_bar_class
 from .param_files import atomic_write
 from .search_space import SEARCH_SPACE, check_space, read_space, suggest
 from .settings import validate
+from .studies import STORAGE_ENV, as_flags, masked, newest_study, open_study
 
 import ppo_mountaincar as pm  # noqa: E402 - the top layer drives the script
 
 
-STORAGE_ENV = "PPO_TUNE_STORAGE"  # how workers get the storage URL: never on a command line
+STOP = threading.Event()  # a worker's stop, asked while no training run was under way
+MIN_TRIALS_FOR_IMPORTANCES = 10  # fANOVA's importances from fewer completed trials change with every new one
 
 
-def masked(text: str, storage: str | None) -> str:
-    """`text` with the storage URL's password, wherever it appears, shown as *** (also in a
-    URL too malformed to parse: whatever stands between "user:" and "@")."""
-    try:
-        password = urllib.parse.urlsplit(storage).password if storage and "://" in storage else None
-    except ValueError:
-        password = None
-    text = text.replace(password, "***") if password else text
-    return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-
-
-def without_storage(argv: list[str]) -> list[str]:
-    """A command line without its --storage flag (a worker reads the URL from STORAGE_ENV)."""
+def worker_command(argv: list[str]) -> list[str]:
+    """A worker's command line: the user's `tune ...` with --worker and without its --storage
+    flag (a worker reads the URL from STORAGE_ENV; no flag has an abbreviation that would
+    slip past this filter)."""
     out, skip = [], False
-    for a in argv:
+    for a in argv[1:] if argv[:1] == ["tune"] else argv:
         if skip:
             skip = False
         elif a == "--storage":
             skip = True
-        elif not a.startswith("--storage="):
+        elif not a.startswith("--storage=") and a != "--worker":
             out.append(a)
-    return out
-
-
-def open_study(storage: str | None, study_name: str, logdir: str, space: dict[str, Any] | None = None,
-               fixed: dict[str, Any] | None = None, create: bool = True, objective: str = "mean") -> Any:
-    """The study: in a journal file under `logdir` unless a database URL is given (several
-    machines then share it, Optuna's own distributed mode). To run trials (`create`), a
-    study made with another space or other fixed flags is refused, untouched; to show one
-    (`create=False`), its name alone finds it."""
-    import optuna
-    journal = Path(logdir) / "tune" / f"{study_name}.journal"
-    if not create and not storage and not journal.is_file():
-        there = sorted(p.name[:-len(".journal")] for p in journal.parent.glob("*.journal"))
-        raise UsageError(f"no study '{study_name}' in {journal.parent}; " + (
-            f"it holds {', '.join(there[:10])}: pass one of them to --study" if there else "run tune first"))
-    backend, names = _storage(storage, journal, create)
-    described = dict(space=space, fixed={k: str(v) for k, v in (fixed or {}).items()},
-                     **({"objective": objective} if objective != "mean" else {}))  # studies before it: mean
-    if study_name in names:
-        study = optuna.load_study(study_name=study_name, storage=backend)
-        if not create:
-            return study
-        if "described" not in study.user_attrs:  # another process created it a moment ago
-            _describe(study, described, fixed)
-        elif study.user_attrs["described"] != json.loads(json.dumps(described)):
-            raise UsageError(f"study '{study_name}' was created with another search space, other fixed "
-                             "flags or another --objective; pass --study NAME for a new study, or the same "
-                             "flags to continue it")
-        return study
-    if not create:
-        raise UsageError(masked(f"no study '{study_name}' in {storage or Path(logdir) / 'tune'}; run tune first"
-                                + (f" (it holds: {', '.join(sorted(names)[:10])})" if names else ""), storage))
-    study = optuna.create_study(study_name=study_name, storage=backend, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(), pruner=optuna.pruners.MedianPruner(
-                                    n_startup_trials=5, n_warmup_steps=0))
-    _describe(study, described, fixed)
-    return study
-
-
-def _describe(study: Any, described: dict[str, Any], fixed: dict[str, Any] | None) -> None:
-    """What a study is (checked when it is continued) and the fixed flags --show puts in
-    its best command."""
-    study.set_user_attr("described", described)
-    study.set_user_attr("fixed_flags", _as_flags(fixed or {}))
-
-
-def newest_study(storage: str | None, logdir: str) -> str:
-    """The study `tune --show` shows without --study: the newest journal under `logdir`,
-    or the only study in a --storage (one of several: ask for its name)."""
-    if storage:
-        _, names = _storage(storage, None, create=False)
-        if len(names) == 1:
-            return names[0]
-        raise UsageError(masked(f"{storage} holds {len(names)} studies" + (f" ({', '.join(sorted(names)[:10])})"
-                                if names else "") + "; pass --study NAME", storage))
-    journals = sorted(Path(logdir, "tune").glob("*.journal"), key=lambda p: p.stat().st_mtime)
-    if not journals:
-        raise UsageError(f"no study in {Path(logdir) / 'tune'}; run tune first")
-    return journals[-1].name[:-len(".journal")]
-
-
-def _storage(storage: str | None, default_journal: Path | None, create: bool) -> tuple[Any, list[str]]:
-    """Optuna's storage for --storage (a database URL or a .journal file), else the journal
-    `default_journal`; and the names of the studies in it."""
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed (interrupted) trial is said in one line
-    if storage and "://" not in storage and not storage.endswith(".journal"):
-        raise UsageError(f"--storage {masked(storage, storage)[:80]} is neither a database URL (postgresql://user:password@host/db, "
-                         "mysql://..., sqlite:///study.db) nor a .journal file")
-    try:
-        if storage and "://" in storage:
-            url, connect = storage, {}
-            if storage.startswith(("postgresql://", "postgres://")):
-                connect = {"connect_timeout": 10}
-                try:  # the README's driver, psycopg 3 (SQLAlchemy 2.0's default would be psycopg2)
-                    import psycopg  # noqa: F401
-                    url = "postgresql+psycopg://" + storage.split("://", 1)[1]
-                except ImportError:
-                    pass
-            for attempt in range(3):  # workers starting together on an empty database race to make its tables
-                try:
-                    backend = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect},
-                                                         skip_table_creation=not create)
-                    break
-                except Exception as e:  # noqa: BLE001
-                    if attempt == 2 or "duplicate" not in str(e).lower() and "exists" not in str(e).lower():
-                        raise
-                    time.sleep(1)
-        else:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-            path = Path(storage or default_journal)
-            if path.exists() and not path.is_file():  # a FIFO would hang the journal's reader
-                raise UsageError(f"the study journal {path} is not a regular file; pass another --storage")
-            if not create and not path.is_file():
-                raise UsageError(f"no study at {path}; run tune first")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalStorage(JournalFileBackend(str(path)))
-        return backend, optuna.get_all_study_names(backend)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - bad URLs, unreachable servers, missing drivers
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UsageError(masked(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
-                                "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
+    return [sys.executable, str(Path(pm.__file__).resolve()), "tune", *out, "--worker"]
 
 
 class SurplusTrial(Exception):
@@ -191,7 +82,8 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
 
     Workers check the budget before they start a trial, so two of them can start the last
     one together; trial numbers are unique in any storage, so the lower number runs and the
-    other ends as a surplus trial without training."""
+    other ends as a surplus trial without training. An interrupted trial is run again, with
+    the same settings, as a new trial; its runs' folders are removed."""
     import optuna
     score_of = objective_of(objective)
     if _counted(trial.study, below=trial.number) >= trials:
@@ -199,7 +91,24 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
         raise SurplusTrial()
     params = {name: suggest(trial, name, spec) for name, spec in space.items()}
     study_name = trial.study.study_name
-    scores: list[float] = []
+    try:
+        return _train_seeds(trial, base, params, seeds, score_of)
+    except KeyboardInterrupt:
+        for seed in seeds:  # its runs, half done or done: the trial run again makes them anew
+            name = trial_run_name(study_name, trial.number, seed)
+            for folder in (Path(base.logdir) / name, Path(base.logdir) / "tune" / study_name / name):
+                if folder.is_dir() and not folder.is_symlink():
+                    shutil.rmtree(folder, ignore_errors=True)
+        trial.study.enqueue_trial(trial.params, user_attrs={"run_again": trial.number})
+        trial.set_user_attr("interrupted", "run again as a new trial, its runs removed")
+        raise
+
+
+def _train_seeds(trial: Any, base: pm.Args, params: dict[str, Any], seeds: list[int],
+                 score_of: Callable[[list[float]], float]) -> float:
+    """The runs of one trial, one per seed; its score."""
+    import optuna
+    study_name, scores = trial.study.study_name, []
     for k, seed in enumerate(seeds):
         name = trial_run_name(study_name, trial.number, seed)
         args = dataclasses.replace(base, **params, seed=seed, run_name=name, quiet=True, plots=False,
@@ -209,15 +118,17 @@ def run_trial(trial: Any, base: pm.Args, space: dict[str, Any], seeds: list[int]
         def report(global_step: int, result: dict[str, Any]) -> bool:
             evaluations.append(result["mean_return"])
             trial.report(score_of(scores + [float(np.mean(evaluations))]), k * base.total_timesteps + global_step)
-            return trial.should_prune()
+            return trial.should_prune() or STOP.is_set()
+        _stop_if_asked()
         try:  # a stopped trial's "resume with" line would not continue the study: tune says how
             with contextlib.redirect_stderr(io.StringIO()):
-                summary = pm.train(args, on_evaluation=report, hparams=tuple(space))
+                summary = pm.train(args, on_evaluation=report, hparams=tuple(params))
         except (UsageError, TrainingDiverged) as e:  # settings that cannot work: no score
             trial.set_user_attr("invalid", str(e))
             raise optuna.TrialPruned(str(e)) from None
         if summary["interrupted"]:
             raise KeyboardInterrupt
+        _stop_if_asked()
         if trial.should_prune():
             raise optuna.TrialPruned()
         scores.append(float(np.mean(evaluations)))
@@ -243,10 +154,50 @@ def _counted(study: Any, below: int | None = None) -> int:
 
 def tune_worker(study: Any, base: pm.Args, space: dict[str, Any], seeds: list[int], trials: int,
                 objective: str = "mean") -> None:
-    """Run trials until the study holds `trials` of them (other workers' included)."""
-    while _counted(study) < trials:
-        study.optimize(lambda t: run_trial(t, base, space, seeds, trials, objective), n_trials=1,
-                       catch=(SurplusTrial,), gc_after_trial=True)
+    """Run trials until the study holds `trials` of them (other workers' included). Ctrl-C
+    or SIGTERM while Optuna keeps its books (training has handlers of its own, a clean stop)
+    is noted and acted on at the next safe point: a KeyboardInterrupt inside `study.ask`
+    would leave a trial RUNNING for ever."""
+    in_main = threading.current_thread() is threading.main_thread()
+    noted = {sig: signal.signal(sig, lambda signum, frame: STOP.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if in_main else {}
+    try:
+        while _counted(study) < trials:
+            _stop_if_asked()
+            study.optimize(lambda t: run_trial(t, base, space, seeds, trials, objective), n_trials=1,
+                           catch=(SurplusTrial,), gc_after_trial=True)
+    finally:
+        STOP.clear()
+        for sig, handler in noted.items():
+            signal.signal(sig, handler)
+
+
+def _stop_if_asked() -> None:
+    if STOP.is_set():
+        raise KeyboardInterrupt
+
+
+def trials_bar(total: int, done: int, **kwargs: Any) -> Any:
+    """The progress bar of a study's trials. Its ETA: from the trials finished since it
+    started, none before the first (tqdm's moving average, smoothing > 0, would divide one
+    trial by the half second since the last poll)."""
+    return progress_bar_class()(total=total, initial=min(done, total), unit="trial", dynamic_ncols=True,
+                                smoothing=0, **kwargs)
+
+
+def stop_with_parent() -> None:
+    """Stop this worker as on SIGTERM (its trial ends cleanly and is run again later) when
+    tune's process ends, even by SIGKILL: the worker's stdin is a pipe that process holds
+    open, and the system closes it when the process dies, on every OS (prctl's parent-death
+    signal is Linux's alone, and fires when the thread that started the worker ends)."""
+    import _thread
+
+    def watch() -> None:  # os.read, not sys.stdin's: a daemon thread in a buffered read aborts the exit
+        while os.read(stdin, 1024):  # b"" when the other end is closed
+            pass
+        _thread.interrupt_main(signal.SIGTERM)
+    stdin = sys.stdin.fileno()
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
 def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
@@ -258,7 +209,7 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
         return "no trial has completed yet"
     best = study.best_trial
     searched = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in best.params.items()}
-    command = "python ppo_mountaincar.py " + " ".join([*fixed_flags, *_as_flags(searched), "--seed", "1"])
+    command = "python ppo_mountaincar.py " + " ".join([*fixed_flags, *as_flags(searched), "--seed", "1"])
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(dict(
         study=study.study_name, trial=best.number, score=best.value, params=best.params,
         fixed_flags=fixed_flags, command=command), indent=2) + "\n"))
@@ -272,7 +223,10 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
         lines.append(f"| {t.number} | {t.value:.1f} | " + " | ".join(
             f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n)) for n in names)
             + " | " + " / ".join(f"{x:.1f}" for x in t.user_attrs.get("seed_scores", [])) + " |")
-    if len(done) >= 2:
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCES:
+        lines += ["", f"parameter importances: not shown before {MIN_TRIALS_FOR_IMPORTANCES} trials have completed "
+                  f"({len(done)} so far): from fewer they are noise"]
+    else:
         try:
             importances = optuna.importance.get_param_importances(study)
             lines += ["", "parameter importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items())]
@@ -282,18 +236,6 @@ def tune_report(study: Any, fixed_flags: list[str], out: Path) -> str:
               if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
     lines.insert(0, "trials: " + ", ".join(f"{n} {s}" for s, n in states.items()))
     return "\n".join(lines)
-
-
-def _as_flags(settings: dict[str, Any]) -> list[str]:
-    """Training settings as command-line flags, e.g. {"hidden_sizes": (64, 64)} -> --hidden-sizes 64,64."""
-    flags = []
-    for name, value in settings.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + name.replace("_", "-"))
-        elif value is not None:
-            flags += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
-    return flags
 
 
 def default_study_name(base: pm.Args, space_file: str | None, objective: str = "mean") -> str:
@@ -328,10 +270,11 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     study_name = ns.study or default_study_name(base, ns.space, ns.objective)
     objective_of(ns.objective)  # refused before anything is made
     study = open_study(storage, study_name, base.logdir, space, given, objective=ns.objective)
-    report = lambda: tune_report(study, _as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
+    report = lambda: tune_report(study, as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
     seeds = list(range(1, ns.seeds + 1))
     if ns.worker:
         import paddle
+        stop_with_parent()
         paddle.base.core.set_num_threads(1)
         try:
             tune_worker(study, base, space, seeds, ns.trials, ns.objective)
@@ -339,20 +282,18 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
             return 130
         return 0
     import optuna
-    tqdm = progress_bar_class()
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    command = [sys.executable, str(Path(pm.__file__).resolve()), *without_storage([a for a in argv if a != "--worker"]),
-               "--worker"]
-    if command[2] != "tune":
-        command.insert(2, "tune")
+    command = worker_command(argv)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
     print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
           f"storage: {masked(storage, storage) if storage else Path(base.logdir) / 'tune' / (study_name + '.journal')}",
           file=sys.stderr)
-    # each worker in its own session: a Ctrl-C reaches this process only, which passes it on once
-    workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(ns.jobs)]
+    # each worker in its own session (POSIX): a Ctrl-C reaches this process only, which passes it
+    # on once; its stdin a pipe this process holds, closed when it ends (see stop_with_parent)
+    workers = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, **(
+        {"start_new_session": True} if os.name == "posix" else {})) for _ in range(ns.jobs)]
     done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731
-    bar = tqdm(total=ns.trials, initial=min(done(), ns.trials), unit="trial", dynamic_ncols=True)
+    bar = trials_bar(ns.trials, done())
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while any(w.poll() is None for w in workers):
@@ -362,8 +303,8 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
                 bar.set_postfix(best=f"{study.best_value:.1f}", refresh=False)
     except KeyboardInterrupt:
         for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGINT)  # the running trials stop cleanly and are marked failed
+            if w.poll() is None and os.name == "posix":  # elsewhere the Ctrl-C reached them too
+                w.send_signal(signal.SIGINT)  # the running trials stop cleanly, to be run again
         for w in workers:
             try:
                 w.wait(60)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,8 @@ CRAFTED = {  # (change, the entry the one line names)
                                    value=np.zeros((2, 64), np.float64)), "optimizer state"),
     "a broken RNG state": (setter("agent", "rng", "state", value=5), "RNG state"),
     "an RNG state of 2^129": (setter("agent", "rng", "state", "inc", value=2**129), "RNG state"),
+    "a count one step from wrapping": (setter("bonus", "counts", value=np.full(400, 2**63 - 1)), "exploration counts"),
+    "an episode return of 1e308": (setter("envs", "ep_return", value=np.full(4, 1e308)), "env state"),
     "episodes of three envs for four": (setter("envs", "ep_len", value=np.zeros(3, np.int64)), "env state"),
     "a car of NaN": (setter("envs", "cars", "pos", value=np.full(4, np.nan)), "env state"),
     "an actor of another shape": (setter("agent", "actor", "net.0.weight", value=np.zeros((3, 64), np.float32)),
@@ -115,6 +118,17 @@ def test_a_crafted_checkpoint_is_one_line_and_touches_nothing(finished_run, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
     assert files_of(tmp_path) == before  # nothing written, nothing lost
+
+
+@pytest.mark.parametrize("car", [dict(pos=1e300), dict(vel=1e300), dict(pos=5.0), dict(elapsed=-5)])
+def test_a_car_out_of_range_is_one_line_not_warnings(finished_run, tmp_path, capsys, car):
+    [(key, value)] = car.items()
+    run_dir = crafted_copy(finished_run, tmp_path, lambda state: state["envs"]["cars"][key].fill(value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings, before the fix
+        assert ppo_cli.main(["train", "--resume", str(run_dir / checkpoint.CHECKPOINT), "--total-timesteps", "1024"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "env state" in err[0], err
 
 
 def test_a_checkpoint_never_sends_a_run_outside_its_folder(finished_run, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from helpers import cli, one_line_error
     (["--env-id", "Blackjack-v1"], "flat Box observation"),
     (["--env-id", "NoSuchEnv-v0"], "cannot make env"),
     (["--env-id", "CartPole-v1"], "--explore-bonus 0"),  # unbounded observations: no grid
-    (["--no-such-flag"], "unrecognized"),
+    (["--no-such-flag"], "no flag --no-such-flag for train"),
     (["eval", "does/not/exist.param"], "no such file"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, words, tmp_path, capsys, monkeypatch):
@@ -66,6 +66,37 @@ def test_help_documents_the_key_flags_and_each_sets_its_setting(capsys):
         assert getattr(args, flag[2:].replace("-", "_")) == value, flag
     assert "--anneal-ent, --no-anneal-ent" in shown
     assert ppo_cli.args_from_cli(ppo_cli.parse_command_line(["--no-anneal-ent"])).anneal_ent is False
+    others = shown.split("Other commands:")[1].split("(")[0].split(", ")  # every other command, export too
+    assert [c.strip() for c in others] == [c for c in ppo_cli.subcommands(ppo_cli.build_parser()) if c != "train"]
+    assert {"eval", "replay", "plot", "tune", "export"} <= {c.strip() for c in others}
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["evl", "param/pretrained/actor_net.param"], "error: no command 'evl'; did you mean 'eval'?"),
+    (["trian"], "error: no command 'trian'; did you mean 'train'?"),
+    (["x"], "error: no command 'x'; the commands are train, tune, eval, replay, export, plot"),
+    (["--clp", "0.3"], "error: no flag --clp for train; did you mean --clip? (see ppo_mountaincar.py train --help)"),
+    (["--seed", "3", "evl"], "error: train takes no argument 'evl'; did you mean the command 'eval'?"),
+    (["eval", "p.param", "--hidden-sizes", "64"], "error: no flag --hidden-sizes for eval (see"),
+    # an abbreviation is refused (argparse would take it), naming the flag it abbreviates
+    (["--total", "100"], "error: no flag --total for train; did you mean --total-timesteps?"),
+    (["tune", "--stor", "postgresql://u:S3cret@host/db"], "error: no flag --stor for tune; did you mean --storage?"),
+    (["tune", "--trials", "postgresql://u:S3cret@host/db"], "error: argument --trials: invalid int value: "
+     "'postgresql://u:***@host/db'"),
+])
+def test_a_mistyped_command_or_flag_names_the_nearest_one(argv, line, capsys):
+    assert ppo_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1 and "S3cret" not in err, err
+
+
+def test_no_parser_takes_an_abbreviation():
+    parser = ppo_cli.build_parser()
+    assert not parser.allow_abbrev and not any(p.allow_abbrev for p in ppo_cli.subcommands(parser).values())
+
+
+def test_the_real_command_suggests_the_command_meant():
+    assert one_line_error(cli("evl", "param/pretrained/actor_net.param")) == "error: no command 'evl'; did you mean 'eval'?"
 
 
 def test_bad_hyperparameters_write_nothing(tmp_path):
@@ -121,6 +152,7 @@ def test_the_preset_flag_offers_exactly_the_presets():
     (["--num-envs", "65536", "--num-steps", "256"], "GB for one rollout"),
     (["--device", "gpu"], "--device gpu needs PaddlePaddle's GPU build"),
     (["eval", "param/pretrained/actor_net.param", "--seed", "-1"], "--seed must be in 0.."),
+    (["eval", "param/pretrained/actor_net.param", "--episodes", str(10**20)], "--episodes must be in 1..100,000"),
     (["replay", "param/pretrained/actor_net.param", "--seed", str(2**64)], "--seed must be in 0.."),
 ])
 def test_flags_that_cannot_work_are_one_line_before_anything_runs(argv, words, tmp_path, capsys, monkeypatch):
@@ -249,3 +281,47 @@ def test_newcomers_mishaps_are_one_line(tmp_path):
     line = one_line_error(cli("plot", str(tmp_path / "exp" / run["run_name"]), "--param", str(tmp_path / "nope.param"),
                               "--out", str(tmp_path / "img")))
     assert "no such file" in line and not (tmp_path / "img").exists()
+
+
+@pytest.mark.parametrize("env_id, code", [("Acrobot-v0", 2), ("CartPole-v0", 2)])  # gone from Gymnasium; out of date
+def test_a_deprecated_env_is_one_line_without_gymnasiums_warning(env_id, code, capsys, monkeypatch):
+    import warnings
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ppo_cli.main(["eval", "param/pretrained/actor_net.param", "--env-id", env_id, "--episodes", "1"]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and env_id in err[0] and not caught, (err, caught)
+
+
+def test_an_actor_that_does_not_fit_the_env_its_file_names_is_told_which_one_it_fits():
+    from ppo_toolbox.evaluation import env_for
+    for sizes, fix in (((4, 2), "pass --env-id CartPole-v1, the env of that size"),
+                       ((5, 7), "pass --env-id with the env it was trained on")):
+        with pytest.raises(ppo_cli.UsageError) as refused:
+            env_for(dict(env_id="MountainCar-v0", obs_dim=sizes[0], n_actions=sizes[1]))
+        assert str(refused.value) == (f"this actor ({sizes[0]} inputs, {sizes[1]} actions) does not fit MountainCar-v0, "
+                                      f"the env its file names; {fix}")
+
+
+@pytest.mark.parametrize("saved", [0, 1])  # the disk fills before the first checkpoint, or after one
+def test_a_full_disk_names_a_checkpoint_only_if_it_exists(saved, tmp_path, capsys, monkeypatch):
+    import errno
+    from ppo_toolbox import run
+    original, calls = run.Run.write_checkpoint, []
+
+    def write_checkpoint(self):
+        calls.append(self.net_dir)
+        if len(calls) > saved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self)
+    monkeypatch.setattr(run.Run, "write_checkpoint", write_checkpoint)
+    assert ppo_cli.main(["--num-envs", "2", "--num-steps", "32", "--batch-size", "64", "--update-epochs", "1",
+                         "--total-timesteps", "256", "--save-every", "1", "--quiet", "--no-plots",
+                         "--logdir", str(tmp_path / "e"), "--param-dir", str(tmp_path / "p")]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    checkpoint = calls[0] / "checkpoint.ckpt"
+    assert line.startswith("error: could not write a file (No space left on device)")
+    assert line.endswith(f"then resume with: python ppo_mountaincar.py train --resume {checkpoint}" if saved else
+                         "then start the run again (no checkpoint had been saved)"), line
+    assert checkpoint.is_file() == bool(saved)

@@ -3,6 +3,7 @@ processes, or on two machines through PostgreSQL, share one study without runnin
 twice; hopeless trials are pruned; an interrupted study continues; bad input is one line."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -208,9 +209,14 @@ def test_an_interrupted_study_resumes(tmp_path):
     interrupted = study_of(tmp_path)
     assert 1 <= len(finished(interrupted)) < 3
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in interrupted.get_trials())
+    stopped = [t for t in interrupted.get_trials() if t.state == optuna.trial.TrialState.FAIL]  # none: between trials
+    assert not [p for t in stopped for p in (tmp_path / "exp").glob(f"t{t.number:04d}-*")]  # half-done runs are gone
     again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert len(finished(study_of(tmp_path))) == 3  # continued, not restarted
+    for t in stopped:  # run again, with the same settings
+        [rerun] = [r for r in study_of(tmp_path).get_trials() if r.user_attrs.get("run_again") == t.number]
+        assert rerun.state == optuna.trial.TrialState.COMPLETE and rerun.params == t.params
 
 
 def test_bad_tune_input_is_one_line_and_leaves_the_study_alone(tmp_path):
@@ -234,8 +240,8 @@ def test_bad_tune_input_is_one_line_and_leaves_the_study_alone(tmp_path):
 
 
 def test_a_storage_password_is_never_printed_nor_on_a_command_line(tmp_path, postgres, capsys):
-    secret = "S3cret-pw"
-    url = postgres.replace("optuna@", f"optuna:{secret}@")  # the server trusts the user: any password works
+    secret = "S3 cr\tet%40pw"  # a space, a tab, an @ (percent-encoded): the server trusts the user, any password works
+    url = postgres.replace("optuna@", f"optuna:{secret}@")
     proc = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "tune", *TINY, "--logdir",
                              str(tmp_path / "exp"), "--trials", "1", "--seeds", "1", "--storage", url,
                              "--study", "masked"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -250,14 +256,16 @@ def test_a_storage_password_is_never_printed_nor_on_a_command_line(tmp_path, pos
     out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert any("--worker" in c for c in seen)  # a worker was seen, and it had no password
-    assert not [c for c in seen if "--worker" in c and secret in c]  # the user typed it; workers never see it
-    assert secret not in out + err and "optuna:***@" in err
+    assert not [c for c in seen if "--worker" in c and any(f in c for f in forms(secret))]  # the user typed it
+    assert not any(f in out + err for f in forms(secret)) and "optuna:***@" in err
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())  # the run's logs and files
+    assert written and not any(f.encode() in written for f in forms(secret))
     assert len(finished(optuna.load_study(study_name="masked", storage=postgres.replace(
         "postgresql://", "postgresql+psycopg://")))) == 1  # the worker had the URL all the same
     for bad in (f"postgresql://u:{secret}@127.0.0.1:1/db", f"postgresql//u:{secret}@host/db"):  # unreachable, malformed
         assert ppo_cli.main(["tune", "--storage", bad, "--trials", "1", "--logdir", str(tmp_path / "e")]) == 2
         err = capsys.readouterr().err
-        assert secret not in err and "***" in err, err
+        assert not any(f in err for f in forms(secret)) and "***" in err, err
 
 
 def test_the_objective_scores_a_trial_by_its_seeds_robustly(tmp_path, monkeypatch):
@@ -286,3 +294,120 @@ def test_the_objective_scores_a_trial_by_its_seeds_robustly(tmp_path, monkeypatc
         [trial] = study.trials
         assert trial.user_attrs["seed_scores"] == [-105.0, -115.0] and trial.value == value, objective
     assert ppo_tune.default_study_name(base, None, "quantile:0.25") == "MountainCar-v0-default-quantile0.25"
+
+
+PASSWORDS = ["S3cret pw", "S3cr\tet-pw", "S3cr\net-pw", "S3cr@et4x", "S3cr:et/pw", "S3cr%40et4x", "S3crét-pw", "S3cr?et#pw"]
+
+
+def forms(password):
+    """The password as typed, decoded, and the pieces a parser that splits at @ may print (of
+    3 characters or more: two would turn up in any binary file)."""
+    from urllib.parse import unquote
+    return {f for p in (password, unquote(password)) for f in (p, *p.split("@")) if len(f) >= 3}
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_no_worker_command_line_holds_a_password(password):
+    url = f"postgresql://u:{password}@127.0.0.1:1/db"
+    for flags in (["--storage", url], [f"--storage={url}"]):
+        argv = ["tune", "--trials", "2", *flags, "--jobs", "2"]
+        ppo_cli.parse_command_line(argv)  # the command line tune is given parses
+        worker = ppo_tune.worker_command(argv)
+        assert worker[2:] == ["tune", "--trials", "2", "--jobs", "2", "--worker"]
+        assert not any(f in " ".join(worker) for f in forms(password))
+    for flags in (["--stor", url], ["--storag", url], [f"--stora={url}"]):  # an abbreviation is refused, masked
+        with pytest.raises(settings.UsageError, match="no flag --stor") as refused:
+            ppo_cli.parse_command_line(["tune", *flags])
+        assert not any(f in str(refused.value) for f in forms(password))
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_every_password_a_url_can_carry_is_masked(password, tmp_path, capsys):
+    for url in (f"postgresql://u:{password}@127.0.0.1:1/db", f"postgresql//u:{password}@host/db"):
+        assert ppo_cli.main(["tune", "--storage", url, "--trials", "1", "--logdir", str(tmp_path / "e")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "***" in err and not any(f in err for f in forms(password)), err
+
+
+def test_an_interrupted_trial_runs_again_with_the_same_settings_and_leaves_no_runs(tmp_path, monkeypatch):
+    stops = [2]  # the first run is stopped by a signal (SIGINT) after its first evaluation; the rest finish
+
+    def fake_train(args, on_evaluation, hparams):
+        for folder in (Path(args.logdir) / args.run_name, Path(args.param_dir) / args.run_name):
+            folder.mkdir(parents=True)
+            (folder / "part").write_text("written before the stop")
+        on_evaluation(512, {"mean_return": -150.0 - args.seed})
+        return {"interrupted": stops.pop() if stops else 0}
+    monkeypatch.setattr(ppo_tune.pm, "train", fake_train)
+    base = pm.Args(total_timesteps=1024, eval_every=512, logdir=str(tmp_path / "exp"), quiet=True)
+    space = search_space.check_space({"actor_lr": dict(type="float", low=1e-4, high=1e-2, log=True),
+                                      "hidden_sizes": dict(type="categorical", choices=["64", "64,64"])}, {}, base)
+    study = ppo_tune.open_study(None, "again", base.logdir, space, {})
+    with pytest.raises(KeyboardInterrupt):
+        ppo_tune.tune_worker(study, base, space, [1, 2], trials=2)
+    [stopped, waiting] = study.get_trials()
+    assert stopped.state == optuna.trial.TrialState.FAIL and waiting.state == optuna.trial.TrialState.WAITING
+    assert waiting.system_attrs["fixed_params"] == stopped.params  # enqueued with its settings
+    assert not list((tmp_path / "exp").rglob("part"))  # its runs are gone
+    ppo_tune.tune_worker(study, base, space, [1, 2], trials=2)
+    rerun = study.trials[1]
+    assert rerun.state == optuna.trial.TrialState.COMPLETE and rerun.params == stopped.params
+    assert rerun.user_attrs["run_again"] == stopped.number and len(finished(study)) == 2
+    assert sorted(p.name for p in (tmp_path / "exp").glob("t0*")) == [
+        ppo_tune.trial_run_name("again", n, s) for n in (1, 2) for s in (1, 2)]
+
+
+def test_no_eta_before_the_first_trial_ends(capsys):
+    import io
+    out = io.StringIO()
+    bar = ppo_tune.trials_bar(10, 3, file=out, mininterval=0)  # a study continued: 3 trials done before
+    for _ in range(3):
+        time.sleep(0.1)
+        bar.update(0)  # tune polls the study twice a second
+    assert "<?" in out.getvalue().split("\r")[-1]  # none: no trial has ended since it started
+    bar.update(1)
+    shown = out.getvalue().split("\r")[-1]
+    rate = re.search(r"([\d.]+)(trial/s|s/trial)", shown)
+    per_second = float(rate[1]) if rate[2] == "trial/s" else 1 / float(rate[1])
+    assert per_second < 4, shown  # 1 trial in the 0.3 s or more since the start, not in the last poll's 0.1 s
+    bar.close()
+
+
+def test_importances_only_from_enough_completed_trials(tmp_path):
+    distribution = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    study = optuna.create_study(direction="maximize")
+    for k in range(12):
+        study.add_trial(optuna.trial.create_trial(params={"actor_lr": 1e-4 * 1.4 ** k}, value=-200.0 + k,
+                                                  distributions={"actor_lr": distribution}))
+        report = ppo_tune.tune_report(study, [], tmp_path / "best.json")
+        shown = "parameter importances: actor_lr 1.00" in report
+        assert shown == (k + 1 >= ppo_tune.MIN_TRIALS_FOR_IMPORTANCES), report
+        assert shown or f"not shown before 10 trials have completed ({k + 1} so far)" in report
+
+
+def test_workers_stop_when_tune_is_killed(tmp_path):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "tune", *TINY, "--total-timesteps",
+                             "10000000", "--logdir", str(tmp_path / "exp"), "--trials", "2", "--seeds", "1"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120  # a worker trains trial 0
+    while time.time() < deadline and not list((tmp_path / "exp").glob("t0000-*/vdlrecords.*")):
+        time.sleep(0.2)
+    [worker] = [p for p in Path("/proc").glob("[0-9]*") if _parent_of(p) == proc.pid]
+    proc.kill()  # SIGKILL: tune cannot pass anything on
+    proc.communicate(timeout=60)
+    while time.time() < deadline and worker.exists() and _parent_of(worker) is not None:
+        time.sleep(0.2)
+    assert not worker.exists() or _parent_of(worker) is None  # gone (or a zombie of init's)
+    trials = study_of(tmp_path).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    assert trials[1].system_attrs["fixed_params"] == trials[0].params and not list((tmp_path / "exp").glob("t0*"))
+
+
+def _parent_of(proc_dir):
+    """The parent's process id of a live process (None: gone, or a zombie)."""
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return None if state == "Z" else int(ppid)
