@@ -37,21 +37,21 @@ def progress_bar_class() -> type:
 class Logbook:
     """VisualDL records, the progress bar and the time split (`lap` closes a phase).
     What a rollout logs waits in `pending` until the rollout is kept (`commit`), so that
-    a rollout a stop undoes logs nothing (`discard`)."""
+    a rollout a stop undoes logs nothing (`discard`). `columns` is not used: every run
+    records the same HParams columns (COLUMNS), tune's trials too."""
 
     PHASES = ("collect", "update", "evaluate", "log_and_save", "final_files")
 
-    # VisualDL's HParams panel: the same columns for every run (its parallel coordinates hang
-    # with 9 or more), so that runs line up; tune shows the settings its study searches
-    COLUMNS = ("preset", "env_id", "seed")
-    USUAL_COLUMNS = ("total_timesteps", "actor_lr", "ent_coef", "hidden_sizes", "batch_size")
+    # VisualDL's HParams panel: the same columns for every run, tune's trials included (a
+    # column one run lacks is a NaN cell in every other; parallel coordinates hang with 9 or
+    # more), so that runs line up. A study's other searched settings are in its report.
+    COLUMNS = ("preset", "env_id", "seed", "total_timesteps", "actor_lr", "ent_coef", "hidden_sizes", "batch_size")
 
     def __init__(self, args: Any, run_dir: Path, global_step: int, episodes_done: int, elapsed: float,
                  columns: tuple[str, ...] = ()):
         tqdm = progress_bar_class()
         from visualdl import LogWriter
         self.args = args
-        self.columns = list(dict.fromkeys([*self.COLUMNS, *(columns or self.USUAL_COLUMNS)]))[:8]
         # A resumed run appends to its own records file: VisualDL's server reads only the
         # newest file of a run folder, so a second file would hide the run's past.
         existing = sorted(run_dir.glob("vdlrecords.*"))
@@ -108,7 +108,9 @@ class Logbook:
         # its last minibatch step: a point per minibatch costs more than the minibatch.
         self.pending += [("scalar", "loss/action_loss", float(stats["policy_loss"].mean()), gradient_steps - 1),
                          ("scalar", "loss/value_loss", float(stats["value_loss"].mean()), gradient_steps - 1)]
-        self.pending += [("scalar", f"diagnostics/{key}", float(stats[key]), global_step)
+        # VisualDL opens its scalars page on the group first in the alphabet (any case), which
+        # should be the learning curve (episode/, eval/): the update's health comes last
+        self.pending += [("scalar", f"update/{key}", float(stats[key]), global_step)
                          for key in ("entropy", "approx_kl", "clip_fraction", "explained_variance")]
         sps = global_step / self.seconds()
         self.pending += [("scalar", "train/learning_rate", float(learning_rate), global_step),
@@ -140,16 +142,21 @@ class Logbook:
         """Forget what the rollout logged: a stop undid it."""
         self.pending, self.pending_bar, self.pending_returns, self.postfix = [], 0, [], {}
 
-    def record_hparams(self, finals: dict[str, float], global_step: int) -> None:
+    def record_hparams(self, held_out: dict[str, Any], seconds: float, global_step: int) -> None:
         """The run's settings and final metrics for VisualDL's HParams panel, which compares
-        runs side by side. A metric is a scalar tag; the panel shows its last value."""
+        runs side by side: the same columns and metrics for every run (a missing one is a NaN
+        cell), values rounded to what a person reads. A metric is a scalar tag (the panel
+        shows its last value): the held-out score, its success % and the training seconds."""
+        # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
+        # display exactly (-109.17 would show as -109.16999816894531). Labels of at most 7
+        # characters: a longer one can freeze the parallel-coordinates view (see SHORT_NAMES)
+        finals = {"heldout": round(held_out["mean_return"] * 8) / 8, "seconds": round(seconds)}
+        if held_out["success_rate"] is not None:
+            finals["success"] = round(100 * held_out["success_rate"])
         for tag, value in finals.items():
             self.writer.add_scalar(tag, float(value), global_step)
-        # Each column under its short name; the full config is in the text tab
-        settings = dataclasses.asdict(self.args)
-        hparams = {SHORT_NAMES.get(k, k): settings[k] if isinstance(settings[k], (int, float, str))
-                   and not isinstance(settings[k], bool) else str(settings[k]) for k in self.columns}
-        self.writer.add_hparams(hparams, list(finals))
+        settings = dataclasses.asdict(self.args)  # the full config is in the Text panel
+        self.writer.add_hparams({SHORT_NAMES.get(k, k): readable(settings[k]) for k in self.COLUMNS}, list(finals))
 
     def check_records(self) -> None:
         """Raise OSError if VisualDL failed to write the records file. Its writer thread only
@@ -168,6 +175,14 @@ class Logbook:
     def close(self) -> None:
         self.writer.close()
         self.bar.close()
+
+
+def readable(value: Any) -> int | float | str:
+    """A setting as the HParams panel shows it: floats to 4 significant digits (a sampled
+    learning rate has 17), booleans and tuples as text."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else str(value)
 
 
 def whole_records_end(path: Path, start: int = 0) -> int:

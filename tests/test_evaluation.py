@@ -1,5 +1,6 @@
 """Evaluation, replay and figures (ppo_toolbox/evaluation.py, replay.py, figures.py): the shipped policy, GIFs, plots, and a real
 VisualDL server serving a real run."""
+import dataclasses
 import io
 import json
 import socket
@@ -115,6 +116,9 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
     args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=1024,
                    quiet=True, plots=False, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
     summary = pm.train(args)
+    # a tune trial's run beside it: other settings shown (its search space), a sampled learning rate
+    trial = pm.train(dataclasses.replace(args, actor_lr=0.0012345678901234, gamma=0.98765432109),
+                     hparams=("gamma", "critic_lr", "anneal_lr", "clip", "gae_lambda"))
     ours = figures.read_scalars(tmp_path / "exp" / summary["run_name"])["loss/action_loss"]
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("visualdl")), "--logdir", "./exp",
@@ -146,14 +150,17 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
         assert entry["step"] == summary["global_step"]
         status, png = get(f"{base}/app/api/image/image?{query}&index=0")
         assert status == 200 and Image.open(io.BytesIO(png)).size[0] > 300
-        # the HParams panel: this run's settings and its final metrics
-        [listed] = [r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]
-                    if r["name"].endswith(summary["run_name"])]
-        # the same columns for every run: preset, env, seed, then the usual settings
-        assert list(listed["hparams"]) == ["preset", "env", "seed", "steps", "alr", "ent", "h", "bs"]
-        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["env"] == "MountainCar-v0"
-        assert listed["metrics"]["success"] == round(100 * summary["best_eval"]["success_rate"])
-        assert listed["metrics"]["return"] == pytest.approx(summary["best_eval"]["mean_return"], abs=1 / 16)
+        # the HParams panel: each run's settings and its held-out score; the same columns and
+        # metrics for every run, a tune trial's too (a column one run lacks: NaN in the others)
+        listed = {r["name"].rsplit("/", 1)[-1]: r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]}
+        ours, theirs = listed[summary["run_name"]], listed[trial["run_name"]]
+        assert list(ours["hparams"]) == list(theirs["hparams"]) == ["preset", "env", "seed", "steps", "alr", "ent",
+                                                                    "h", "bs"]
+        assert list(ours["metrics"]) == list(theirs["metrics"]) == ["heldout", "seconds", "success"]
+        assert ours["hparams"]["seed"] == 1 and ours["hparams"]["env"] == "MountainCar-v0"
+        assert theirs["hparams"]["alr"] == 0.001235  # rounded to what a person reads
+        assert ours["metrics"]["success"] == round(100 * summary["held_out"]["success_rate"])
+        assert ours["metrics"]["heldout"] == pytest.approx(summary["held_out"]["mean_return"], abs=1 / 16)
     finally:
         server.terminate()
         server.wait(timeout=20)
