@@ -203,16 +203,7 @@ def _run(argv: list[str]) -> int:
             from .tune import tune_command
             return tune_command(ns, argv, args_from_cli(ns), given_flags(ns))
         if ns.command == "plot":
-            run = Path(ns.run) if ns.run else latest_run(ns.logdir)
-            if ns.param is not None and not Path(ns.param).is_file():
-                raise UsageError(f"no such file: {ns.param}; pass --param an actor .param file, or leave it out "
-                                 "for the run's own policy")
-            actor = ns.param or run_policy(run, Path(ns.param_dir))
-            for path in plot_run(run, actor, ns.out):
-                print(path)
-            if ns.param is None and not Path(actor).is_file():
-                print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
-            return 0
+            return _plot_command(ns)
         if ns.command == "export":
             from .export import export_policy
             r = export_policy(ns.path, ns.out, trusted_env)
@@ -254,6 +245,39 @@ def _run(argv: list[str]) -> int:
         print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
               "or free space", file=sys.stderr)
         return 2
+
+
+def _plot_command(ns: argparse.Namespace) -> int:
+    """`plot [RUN] [--param FILE]`: a run's curves and its own policy's maps; with --param
+    alone, that file's maps, beside the curves of the run whose folder holds it, if any
+    (never an unrelated run's)."""
+    if ns.param is not None and not Path(ns.param).is_file():
+        raise UsageError(f"no such file: {ns.param}; pass --param an actor .param file, or leave it out "
+                         "for the run's own policy")
+    if ns.param is not None and ns.run is None:
+        run = param_run(Path(ns.param), Path(ns.logdir))
+        print(f"note: curves of {run}, maps of {ns.param}" if run is not None else
+              f"note: no run under {ns.logdir} holds {ns.param}: drew its maps only "
+              "(pass a run folder to draw its curves too)", file=sys.stderr)
+    else:
+        run = Path(ns.run) if ns.run else latest_run(ns.logdir)
+    actor = ns.param or run_policy(run, Path(ns.param_dir))
+    written = plot_run(run, actor, ns.out)
+    if not written:
+        raise UsageError(f"nothing to draw: {ns.param} has no 2-D observations to map, and no run under "
+                         f"{ns.logdir} holds it; pass its run folder")
+    for path in written:
+        print(path)
+    if ns.param is None and not Path(actor).is_file():
+        print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
+    return 0
+
+
+def param_run(param: Path, logdir: Path) -> Path | None:
+    """The run whose folder holds a policy file (param/<run name>/, or a tune trial's
+    exp/tune/<study>/<run name>/), if its records are under `logdir`."""
+    run = logdir / param.resolve().parent.name
+    return run if any(run.glob("vdlrecords.*")) else None
 
 
 def run_policy(log_dir: Path, param_dir: Path) -> Path:

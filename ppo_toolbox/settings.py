@@ -115,6 +115,11 @@ def validate(args: Any) -> None:
         (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
         (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
         (args.num_envs <= MAX_ENVS, f"--num-envs must be at most {MAX_ENVS:,}, e.g. 16"),
+        # a rollout is the smallest step of training: a smaller budget would train one anyway
+        (args.update_on_episode_end or args.total_timesteps >= args.num_envs * args.num_steps,
+         f"--total-timesteps {args.total_timesteps:,} is less than one rollout (--num-envs {args.num_envs} x "
+         f"--num-steps {args.num_steps} = {args.num_envs * args.num_steps:,} steps); pass at least "
+         f"{args.num_envs * args.num_steps}, or fewer --num-envs / --num-steps"),
         (args.num_envs * args.num_steps <= MAX_BUFFER,
          f"--num-envs x --num-steps must be at most {MAX_BUFFER:,} transitions, e.g. 16 x 128"),
         (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
