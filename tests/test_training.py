@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import ppo_mountaincar as pm
 from ppo_toolbox import acting, evaluation, network_files, param_files
 from ppo_toolbox import cli as ppo_cli
@@ -134,3 +135,10 @@ def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs):
     said = "\n".join(ppo_cli.end_of_run(summary, args))
     assert f"resume with: python ppo_mountaincar.py train --resume {summary['checkpoint']} " in said
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_budget_below_one_rollout_is_refused_with_the_smallest_that_makes_one(outdirs):
+    with pytest.raises(pm.UsageError, match=r"--total-timesteps 10 is less than one rollout \(--num-envs 16 x "
+                                            r"--num-steps 128 = 2,048 steps\); pass at least 2048"):
+        pm.train(pm.Args(total_timesteps=10, **outdirs))
+    assert not Path(outdirs["param_dir"]).exists()  # refused before anything was written
