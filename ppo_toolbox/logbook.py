@@ -142,21 +142,17 @@ class Logbook:
         """Forget what the rollout logged: a stop undid it."""
         self.pending, self.pending_bar, self.pending_returns, self.postfix = [], 0, [], {}
 
-    def record_hparams(self, held_out: dict[str, Any], seconds: float, global_step: int) -> None:
-        """The run's settings and final metrics for VisualDL's HParams panel, which compares
-        runs side by side: the same columns and metrics for every run (a missing one is a NaN
-        cell), values rounded to what a person reads. A metric is a scalar tag (the panel
-        shows its last value): the held-out score, its success % and the training seconds."""
-        # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
-        # display exactly (-109.17 would show as -109.16999816894531). Labels of at most 7
-        # characters: a longer one can freeze the parallel-coordinates view (see SHORT_NAMES)
-        finals = {"heldout": round(held_out["mean_return"] * 8) / 8, "seconds": round(seconds)}
-        if held_out["success_rate"] is not None:
-            finals["success"] = round(100 * held_out["success_rate"])
-        for tag, value in finals.items():
-            self.writer.add_scalar(tag, float(value), global_step)
+    def record_hparams(self, held_out: dict[str, Any], global_step: int) -> None:
+        """The run's settings and its held-out score for VisualDL's HParams panel, which
+        compares runs side by side: the same columns and metric for every run (a missing one
+        is a NaN cell), values rounded to what a person reads. A metric is a scalar tag (the
+        panel shows its last value) of one point: one such group, beside eval/, not several."""
+        # VisualDL keeps scalars as float32: a return rounded to 1/8 displays exactly (-109.17
+        # would show as -109.16999816894531). Labels of at most 7 characters: a longer one can
+        # freeze the parallel-coordinates view (see SHORT_NAMES)
+        self.writer.add_scalar("heldout", round(held_out["mean_return"] * 8) / 8, global_step)
         settings = dataclasses.asdict(self.args)  # the full config is in the Text panel
-        self.writer.add_hparams({SHORT_NAMES.get(k, k): readable(settings[k]) for k in self.COLUMNS}, list(finals))
+        self.writer.add_hparams({SHORT_NAMES.get(k, k): readable(settings[k]) for k in self.COLUMNS}, ["heldout"])
 
     def check_records(self) -> None:
         """Raise OSError if VisualDL failed to write the records file. Its writer thread only
@@ -179,9 +175,11 @@ class Logbook:
 
 def readable(value: Any) -> int | float | str:
     """A setting as the HParams panel shows it: floats to 4 significant digits (a sampled
-    learning rate has 17), booleans and tuples as text."""
+    learning rate has 17), sizes as the flag takes them (64,64), booleans as text."""
     if isinstance(value, float):
         return float(f"{value:.4g}")
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else str(value)
 
 

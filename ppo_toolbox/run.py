@@ -224,7 +224,7 @@ class Run:
             held_out = held_out_score(actor_path, self.args.env_id, self.keeper.trusted_env)
         seconds, best = self.log.seconds(), self.keeper.best
         if held_out is not None:
-            self.log.record_hparams(held_out, seconds, self.progress.global_step)
+            self.log.record_hparams(held_out, self.progress.global_step)
         self.log.close()
         if not stop_signal and self.stop.signum:  # it came while the files above were written: the run is whole
             stopped_in = "final files"
