@@ -103,7 +103,7 @@ def training_curve(scalars: dict[str, tuple[np.ndarray, np.ndarray]], title: str
     zoom = late.size > 1 and np.ptp(rets) > 3 * max(np.ptp(late), 1.0)
     fig = Figure(figsize=(13 if zoom else 8, 4.5))
     # fixed margins wide enough for "-4000" and the axis label
-    fig.subplots_adjust(left=0.08 if zoom else 0.12, right=0.98, bottom=0.12, top=0.9, wspace=0.18)
+    fig.subplots_adjust(left=0.08 if zoom else 0.12, right=0.98, bottom=0.12, top=0.86 if zoom else 0.9, wspace=0.18)
     axes = fig.subplots(1, 2 if zoom else 1, squeeze=False)[0]
     for ax in axes:
         if "episode/return" in scalars:
@@ -122,7 +122,7 @@ def training_curve(scalars: dict[str, tuple[np.ndarray, np.ndarray]], title: str
         steps = scalars["episode/return"][0][len(rets) // 2:]
         margin = 0.05 * max(np.ptp(late), 1.0)
         axes[1].set(xlim=(steps[0], steps[-1]), ylim=(min(late.min(), -110) - margin, max(late.max(), -110) + margin),
-                    title="the last half of the run, on its own scale")
+                    title="the later half of the episodes, on their own scale")
         axes[0].set_title("the whole run")
     fig.suptitle(f"Training curve: {title}", fontsize=10)
     return fig
