@@ -49,7 +49,8 @@ def latest_run(logdir: str | Path) -> Path:
     runs = sorted((p for p in Path(logdir).glob("*") if any(p.glob("vdlrecords.*"))),
                   key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise UsageError(f"no training runs under {logdir}; train first or pass a run folder")
+        raise UsageError(f"no training runs under {logdir}; train first, pass a run folder, or pass --param "
+                         "an actor .param file for its policy and value maps")
     return runs[-1]
 
 

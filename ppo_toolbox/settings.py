@@ -115,11 +115,6 @@ def validate(args: Any) -> None:
         (0 <= args.episodes <= 10**8, "--episodes must be >= 0 (0: no limit) and at most 10^8"),
         (args.num_envs > 0 and args.num_steps > 0, "--num-envs and --num-steps must be positive"),
         (args.num_envs <= MAX_ENVS, f"--num-envs must be at most {MAX_ENVS:,}, e.g. 16"),
-        # a rollout is the smallest step of training: a smaller budget would train one anyway
-        (args.update_on_episode_end or args.total_timesteps >= args.num_envs * args.num_steps,
-         f"--total-timesteps {args.total_timesteps:,} is less than one rollout (--num-envs {args.num_envs} x "
-         f"--num-steps {args.num_steps} = {args.num_envs * args.num_steps:,} steps); pass at least "
-         f"{args.num_envs * args.num_steps}, or fewer --num-envs / --num-steps"),
         (args.num_envs * args.num_steps <= MAX_BUFFER,
          f"--num-envs x --num-steps must be at most {MAX_BUFFER:,} transitions, e.g. 16 x 128"),
         (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
@@ -177,6 +172,11 @@ def validate_for_env(args: Any, trusted_env: str | None = None) -> None:
         raise UsageError(f"--num-envs {args.num_envs} x --num-steps {args.num_steps} would need about "
                          f"{need / 2**30:.1f} GB for one rollout and its update (limit {MAX_RUN_BYTES / 2**30:.0f} GB); "
                          "e.g. --num-envs 16 --num-steps 128")
+    rollout = args.num_envs * args.num_steps  # training's smallest step: a smaller budget would train one anyway
+    if not args.update_on_episode_end and args.total_timesteps < rollout:
+        raise UsageError(f"--total-timesteps {args.total_timesteps:,} is less than one rollout (--num-envs "
+                         f"{args.num_envs} x --num-steps {args.num_steps} = {rollout:,} steps); pass at least "
+                         f"{rollout}, or fewer --num-envs / --num-steps")
     cells = args.explore_bins ** obs_dim
     if args.explore_bonus > 0 and cells > MAX_BONUS_CELLS:
         fit = int(MAX_BONUS_CELLS ** (1 / obs_dim))
