@@ -83,12 +83,13 @@ class Args:
     preset: str = _flag("default", "hyperparameter preset: 'default' (learns fast), 'best' (the best "
                         "policy, in about 40 seconds), 'thorough' (the previous default's network, twice the "
                         "update compute) or 'tutorial' (the article's algorithm); explicit flags override it",
-                        choices=("default", "best", "thorough", "tutorial"), searchable=False)
+                        choices=("default", "best", "thorough", "tutorial"), searchable=False, column=True)
     env_id: str = _flag("MountainCar-v0", "any Gymnasium env with a vector observation "
-                        "and discrete actions (CartPole-v1, Acrobot-v1, ...)", short="env", searchable=False)
-    seed: int = _flag(1, "seeds the environments, numpy and paddle", searchable=False)
+                        "and discrete actions (CartPole-v1, Acrobot-v1, ...)", short="env", searchable=False,
+                        column=True)
+    seed: int = _flag(1, "seeds the environments, numpy and paddle", searchable=False, column=True)
     total_timesteps: int = _flag(150_000, "training budget in environment steps",
-                                 short="steps", resumable=True, searchable=False)
+                                 short="steps", resumable=True, searchable=False, column=True)
     episodes: int = _flag(0, "stop after this many training episodes as well (0: no limit)",
                           short="eps", resumable=True, searchable=False)
     max_episode_steps: int | None = _flag(None, "training time limit per episode; 0 removes it (the "
@@ -108,19 +109,19 @@ class Args:
     gae_lambda: float = _flag(0.98, "GAE lambda (1.0: Monte-Carlo returns, as in the tutorial)", short="lam")
     clip: float = _flag(0.2, "PPO ratio clip epsilon")
     update_epochs: int = _flag(10, "passes over each rollout", short="epochs")
-    batch_size: int = _flag(512, "minibatch size", short="bs")
-    actor_lr: float = _flag(3e-3, "Adam learning rate of the actor", short="alr")
+    batch_size: int = _flag(512, "minibatch size", short="bs", column=True)
+    actor_lr: float = _flag(3e-3, "Adam learning rate of the actor", short="alr", column=True)
     critic_lr: float = _flag(3e-3, "Adam learning rate of the critic", short="clr")
     anneal_lr: bool = _flag(False, "decay both learning rates linearly to 0 over the budget (off by default: "
                             "at this budget the policy still improves at the last update)", short="annlr")
     max_grad_norm: float = _flag(0.5, "clip the global norm of all gradients to this", short="gclip")
-    ent_coef: float = _flag(0.08, "entropy bonus coefficient", short="ent")
+    ent_coef: float = _flag(0.08, "entropy bonus coefficient", short="ent", column=True)
     anneal_ent: bool = _flag(True, "decay the entropy coefficient linearly to 0 over the budget "
                              "(explore early, act precisely late)", short="annent")
     norm_adv: bool = _flag(True, "normalise advantages per minibatch", short="normadv")
     target_kl: float | None = _flag(None, "stop an update's epochs once approx KL exceeds this", short="kl")
     # networks
-    hidden_sizes: tuple[int, ...] = _flag((64, 64), "hidden layer sizes, e.g. 128 or 64,64", short="h")
+    hidden_sizes: tuple[int, ...] = _flag((64, 64), "hidden layer sizes, e.g. 128 or 64,64", short="h", column=True)
     activation: str = _flag("tanh", "hidden activation", choices=("tanh", "relu"), short="act")
     norm_obs: bool = _flag(True, "normalise observations with running statistics "
                            "(stored inside the actor .param)", short="normobs")

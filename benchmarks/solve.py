@@ -60,7 +60,8 @@ def one_seed(seed: int, code: Path, train_flags: list[str], out: str) -> dict:
     split = dict(summary.get("time_split", {}), imports=imported - T0)
     split["other"] = ended - T0 - sum(split.values())
     first = next((h for h in summary["eval_history"] if h["mean_return"] >= SOLVED), None)
-    final = pm.evaluate(pm.load_policy(summary["actor_path"]), args.env_id, 100, HOLDOUT_SEED)
+    # the run's own held-out score (the same 100 episodes); older checkouts lack it
+    final = summary.get("held_out") or pm.evaluate(pm.load_policy(summary["actor_path"]), args.env_id, 100, HOLDOUT_SEED)
     return dict(seed=seed, steps_to_solve=first and first["global_step"],
                 seconds_to_solve=first and started - T0 + first["seconds"], train_steps=summary["global_step"],
                 process_seconds=ended - T0,

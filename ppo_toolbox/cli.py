@@ -23,7 +23,7 @@ import ppo_mountaincar as pm
 from .acting import NumpyNet
 from .checkpoint import CHECKPOINT, read_checkpoint, resumed_config
 from .errors import TrainingDiverged, UsageError
-from .evaluation import HOLDOUT_SEED, check_episode_seeds, env_for, evaluate, make_policy
+from .evaluation import HOLDOUT_SEED, check_episode_seeds, env_for, evaluate, make_policy, reward_threshold, verdict
 from .figures import latest_run, plot_run
 from .network_files import read_network
 from .replay import replay
@@ -235,16 +235,7 @@ def _run(argv: list[str]) -> int:
             from .tune import tune_command
             return tune_command(ns, argv, args_from_cli(ns), given_flags(ns))
         if ns.command == "plot":
-            run = Path(ns.run) if ns.run else latest_run(ns.logdir)
-            if ns.param is not None and not Path(ns.param).is_file():
-                raise UsageError(f"no such file: {ns.param}; pass --param an actor .param file, or leave it out "
-                                 "for the run's own policy")
-            actor = ns.param or run_policy(run, Path(ns.param_dir))
-            for path in plot_run(run, actor, ns.out):
-                print(path)
-            if ns.param is None and not Path(actor).is_file():
-                print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
-            return 0
+            return _plot_command(ns)
         if ns.command == "export":
             from .export import export_policy
             r = export_policy(ns.path, ns.out, trusted_env)
@@ -262,9 +253,12 @@ def _run(argv: list[str]) -> int:
             policy, env_id = _eval_policy(ns, trusted_env)
             result = evaluate(policy, env_id, ns.episodes, ns.seed, trusted_env=trusted_env)
             success = "" if result["success_rate"] is None else f"success {result['success_rate']:.0%}, "
-            print(json.dumps(result) if ns.json else
-                  f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
-                  f"+/- {result['std_return']:.1f}, {success}mean steps {result['mean_steps']:.1f}")
+            threshold = reward_threshold(env_id)  # None: the env names none
+            solved = "" if threshold is None else ": {} ({})".format(*verdict(result["mean_return"], threshold))
+            print(json.dumps(dict(result, threshold=threshold,
+                                  solved=None if threshold is None else result["mean_return"] >= threshold))
+                  if ns.json else f"{env_id}, {ns.episodes} episodes: mean return {result['mean_return']:.1f} "
+                  f"+/- {result['std_return']:.1f}, {success}mean steps {result['mean_steps']:.1f}{solved}")
         else:
             for r in replay(ns.path, ns.episodes, ns.render, ns.out, ns.seed, not ns.stochastic, ns.env_id,
                             trusted_env):
@@ -284,6 +278,39 @@ def _run(argv: list[str]) -> int:
         print(f"error: cannot write {e.filename or 'a file'} ({e.strerror}); choose another path "
               "or free space", file=sys.stderr)
         return 2
+
+
+def _plot_command(ns: argparse.Namespace) -> int:
+    """`plot [RUN] [--param FILE]`: a run's curves and its own policy's maps; with --param
+    alone, that file's maps, beside the curves of the run whose folder holds it, if any
+    (never an unrelated run's)."""
+    if ns.param is not None and not Path(ns.param).is_file():
+        raise UsageError(f"no such file: {ns.param}; pass --param an actor .param file, or leave it out "
+                         "for the run's own policy")
+    if ns.param is not None and ns.run is None:
+        run = param_run(Path(ns.param), Path(ns.logdir))
+        print(f"note: curves of {run}, maps of {ns.param}" if run is not None else
+              f"note: no run under {ns.logdir} holds {ns.param}: drew its maps only "
+              "(pass a run folder to draw its curves too)", file=sys.stderr)
+    else:
+        run = Path(ns.run) if ns.run else latest_run(ns.logdir)
+    actor = ns.param or run_policy(run, Path(ns.param_dir))
+    written = plot_run(run, actor, ns.out)
+    if not written:
+        raise UsageError(f"nothing to draw: {ns.param} has no 2-D observations to map, and no run under "
+                         f"{ns.logdir} holds it; pass its run folder")
+    for path in written:
+        print(path)
+    if ns.param is None and not Path(actor).is_file():
+        print(f"note: no policy of {run.name} in {ns.param_dir}; drew its curves only", file=sys.stderr)
+    return 0
+
+
+def param_run(param: Path, logdir: Path) -> Path | None:
+    """The run whose folder holds a policy file (param/<run name>/, or a tune trial's
+    exp/tune/<study>/<run name>/), if its records are under `logdir`."""
+    run = logdir / param.resolve().parent.name
+    return run if any(run.glob("vdlrecords.*")) else None
 
 
 def run_policy(log_dir: Path, param_dir: Path) -> Path:
@@ -340,15 +367,50 @@ def _train_command(ns: argparse.Namespace, trusted_env: str | None) -> int:
         print(f"error: could not write {e.filename or 'a file'} ({e.strerror}); files already saved are "
               f"intact; {fix}{go_on}", file=sys.stderr)
         return 1
-    if summary["interrupted"]:
-        return 128 + summary["interrupted"]  # the run said how to resume
-    print(f"trained {summary['global_step']} steps, {summary['episodes_done']} episodes in "
-          f"{summary['seconds']:.1f} s")
+    for line in end_of_run(summary, args):
+        print(line, file=sys.stderr if summary["interrupted"] else sys.stdout)
+    return 128 + summary["interrupted"] if summary["interrupted"] else 0
+
+
+def end_of_run(summary: dict[str, Any], args: pm.Args) -> list[str]:
+    """What a finished (or stopped) run tells the user: how it went, where its files are, what next."""
+    signame = signal.Signals(summary["interrupted"]).name if summary["interrupted"] else ""
+    run_dir, checkpoint = summary["run_dir"], summary["checkpoint"]
+    if summary["stopped_in"] == "training":
+        return [f"{signame}: stopped at step {summary['global_step']}; checkpoint saved to {checkpoint}",
+                f"resume with: python ppo_mountaincar.py train --resume {checkpoint}  (in Python: resume({checkpoint!r}))"]
+    if summary["stopped_in"] == "final files":
+        skipped = f" (figures skipped: draw them with python ppo_mountaincar.py plot {summary['log_dir']})"
+        return [f"{signame}: the run had finished; its policy and checkpoint are saved in {run_dir}"
+                + (skipped if args.plots else "")]
+    if summary["stopped_in"] == "figures":
+        return [f"{signame}: the run had finished; its policy, checkpoint and figures are saved in {run_dir}"]
+    lines = [f"trained {summary['global_step']} steps, {summary['episodes_done']} episodes in {summary['seconds']:.1f} s"]
     if summary["best_eval"]["mean_return"] > -np.inf:
         b = summary["best_eval"]
-        print(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} (kept as the policy)")
-    print(f"run folder: {summary['run_dir']} ({_contents(Path(summary['run_dir']))})\n"
-          f"policy: {summary['latest_path']} (a copy: the latest finished run's)\n"
-          f"logs: {summary['log_dir']}; watch them with: "
-          f"visualdl --logdir {Path(args.logdir)} --language en --disable-telemetry")
-    return 0
+        lines.append(f"best evaluation: mean return {b['mean_return']:.1f} at step {b['global_step']} (kept as the policy)")
+    lines += [held_out_line(summary["held_out"], args),
+              f"run folder: {run_dir} ({_contents(Path(run_dir))})",
+              f"policy: {summary['latest_path']} (a copy: the latest finished run's)",
+              f"logs: {summary['log_dir']}; watch them with: "
+              f"visualdl --logdir {Path(args.logdir)} --language en --disable-telemetry",
+              f"next: python ppo_mountaincar.py replay {summary['latest_path']}  (a GIF of the policy; "
+              "also: eval, plot, export)"]
+    return lines
+
+
+def held_out_line(held_out: dict[str, Any], args: pm.Args) -> str:
+    """ "solved: held-out -104.8 +/- 12.0 over 100 episodes (>= -110)", or "not solved: ...;
+    try: ..." with what to change, or the score alone where the env names no threshold."""
+    score = f"held-out {held_out['mean_return']:.1f} +/- {held_out['std_return']:.1f} over {held_out['episodes']} episodes"
+    if held_out["solved"] is None:
+        return f"{score} ({args.env_id} names no return at which it counts as solved)"
+    said, comparison = verdict(held_out["mean_return"], held_out["threshold"])
+    if held_out["solved"]:
+        return f"{said}: {score} ({comparison})"
+    usual = pm.preset_args(args.preset) if args.preset in pm.PRESETS else pm.Args()  # at least the preset's budget
+    budget = f"--episodes {max(2 * args.episodes, usual.episodes)}" if args.episodes else \
+        f"--total-timesteps {max(2 * args.total_timesteps, usual.total_timesteps)}"
+    other = "" if args.preset == "best" else ", --preset best"
+    return (f"{said}: {score} ({comparison}); try: a longer run ({budget}){other}, "
+            f"or another --seed (this was {args.seed})")

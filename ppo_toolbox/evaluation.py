@@ -1,6 +1,8 @@
 """Evaluating a policy: a policy from a saved actor (`load_policy`), greedy evaluation on
-many episodes at once (`evaluate`), one episode played step by step (`play_episode`), what
-success means in an env (`success_rule`), and the env an actor file fits (`env_for`).
+many episodes at once (`evaluate`), a finished run's held-out score and whether it solves
+the env (`held_out_score`, `verdict`), one episode played step by step (`play_episode`),
+what success means in an env (`success_rule`, `reward_threshold`), and the env an actor
+file fits (`env_for`).
 Imports numpy, gymnasium, `errors`, `settings`, `acting`, `envs` and `network_files`, and the
 script's `sample_actions` when it makes a policy."""
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .settings import MAX_EVAL_EPISODES, MAX_SEED
 
 EVAL_SEED = 10_000        # seeds of the periodic evaluation that picks the best policy
 HOLDOUT_SEED = 1_000_000  # default seeds of `eval`: episodes no training run selected on
+HELD_OUT_EPISODES = 100   # the score a finished run reports, on seeds HOLDOUT_SEED + i
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -41,14 +44,39 @@ def success_rule(env_id: str) -> SuccessRule | None:
         return SuccessRule("flag reached", lambda terminated, truncated, ret: terminated)
     if name.startswith("CartPole"):
         return SuccessRule("balanced to the time limit", lambda terminated, truncated, ret: truncated & ~terminated)
-    try:
-        threshold = gym.spec(env_id).reward_threshold
-    except Exception:  # noqa: BLE001 - an env Gymnasium does not list: no threshold known
-        threshold = None
+    threshold = reward_threshold(env_id)
     if threshold is None:
         return None
     return SuccessRule(f"goal reached with return >= {threshold:g}",
                        lambda terminated, truncated, ret: terminated & (ret >= threshold))
+
+
+def reward_threshold(env_id: str) -> float | None:
+    """The mean return at which Gymnasium counts the env as solved (-110 for MountainCar-v0),
+    or None where it names none."""
+    try:
+        threshold = gym.spec(env_id).reward_threshold
+    except Exception:  # noqa: BLE001 - an env Gymnasium does not list: no threshold known
+        return None
+    return None if threshold is None else float(threshold)
+
+
+def held_out_score(actor_path: str | Path, env_id: str, trusted_env: str | None = None,
+                   episodes: int = HELD_OUT_EPISODES) -> dict[str, Any]:
+    """A finished run's score: its kept actor on `episodes` greedy episodes whose seeds
+    (HOLDOUT_SEED + i) no periodic evaluation (EVAL_SEED + i, at most 100,000 of them)
+    selected on, and whether the mean reaches the env's threshold (None: it has none)."""
+    result = evaluate(load_policy(actor_path), env_id, episodes, HOLDOUT_SEED, trusted_env=trusted_env)
+    threshold = reward_threshold(env_id)
+    return dict(mean_return=result["mean_return"], std_return=result["std_return"], episodes=episodes,
+                success_rate=result["success_rate"], threshold=threshold,
+                solved=None if threshold is None else result["mean_return"] >= threshold)
+
+
+def verdict(mean_return: float, threshold: float) -> tuple[str, str]:
+    """Whether a mean return solves an env, in words: ("solved", ">= -110") or
+    ("not solved", "< -110")."""
+    return ("solved", f">= {threshold:g}") if mean_return >= threshold else ("not solved", f"< {threshold:g}")
 
 
 def check_episode_seeds(seed: int, episodes: int) -> None:

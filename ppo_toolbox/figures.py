@@ -20,6 +20,7 @@ from .network_files import read_network
 from .param_files import atomic_write
 
 ACTION_COLOURS = ["#d95f02", "#dddddd", "#1b9e77"]  # push left, no push, push right
+FIGURES = ("training_curve.png", "losses.png", "policy_value.png")  # what `plot_run` may write
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -30,6 +31,8 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]
         raise UsageError(f"no VisualDL records in {run_dir}; pass a run folder under ./exp")
     series: dict[str, list[tuple[int, float]]] = {}
     for f in files:  # runs of older versions added a file per resume
+        if not f.is_file():  # a FIFO would hang the reader
+            raise UsageError(f"{f} is not a regular file; pass a run folder whose records are files")
         try:
             if f.stat().st_size and not whole_records_end(f):  # VisualDL would allocate what it claims
                 raise ValueError("no whole record")
@@ -46,61 +49,25 @@ def latest_run(logdir: str | Path) -> Path:
     runs = sorted((p for p in Path(logdir).glob("*") if any(p.glob("vdlrecords.*"))),
                   key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise UsageError(f"no training runs under {logdir}; train first or pass a run folder")
+        raise UsageError(f"no training runs under {logdir}; train first, pass a run folder, or pass --param "
+                         "an actor .param file for its policy and value maps")
     return runs[-1]
 
 
-def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | Path) -> list[Path]:
-    """Write the run's figures into `img_dir`: training curve, losses and, for 2-D
-    observations, the policy and value maps with a greedy trajectory. Returns their paths."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    img_dir, scalars, written = Path(img_dir), read_scalars(run_dir), []
-    steps_formatter = FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}")
+def plot_run(run_dir: str | Path | None, actor_path: str | Path | None, img_dir: str | Path) -> list[Path]:
+    """Write a run's figures into `img_dir`: its training curve and losses (from its VisualDL
+    records; none without `run_dir`) and, for an actor with 2-D observations, the policy and
+    value maps with a greedy trajectory. Returns their paths."""
+    img_dir, written = Path(img_dir), []
 
     def save(fig: Any, name: str) -> None:  # fixed margins: tight_layout would draw each figure twice
         atomic_write(img_dir / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
         written.append(img_dir / name)
 
-    fig = Figure(figsize=(8, 4.5))
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.11, top=0.93)
-    ax = fig.subplots()
-    if "episode/return" in scalars:
-        steps, rets = scalars["episode/return"]
-        ax.plot(steps, rets, ".", ms=2, alpha=0.3, color="tab:blue", label="training episode")
-        k = min(len(rets), max(10, len(rets) // 40))
-        ax.plot(steps[k - 1:], np.convolve(rets, np.ones(k) / k, "valid"), color="tab:blue",
-                label=f"training, mean of {k} episodes")
-    if "eval/mean_return" in scalars:
-        ax.plot(*scalars["eval/mean_return"], "o-", ms=3, color="tab:orange", label="greedy evaluation (100 ep.)")
-    ax.axhline(-110, ls="--", color="gray", label="solved (-110)")
-    ax.set(xlabel="environment steps", ylabel="episode return", title=f"Training curve: {Path(run_dir).name}")
-    ax.xaxis.set_major_formatter(steps_formatter)
-    ax.legend(loc="lower right")
-    save(fig, "training_curve.png")
-
-    panels = [("loss/action_loss", "action (clipped surrogate) loss"), ("loss/value_loss", "value loss"),
-              ("diagnostics/entropy", "policy entropy"), ("diagnostics/approx_kl", "approx. KL"),
-              ("diagnostics/clip_fraction", "clip fraction"), ("diagnostics/explained_variance", "explained variance")]
-    fig = Figure(figsize=(12, 6))
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=0.95, wspace=0.3, hspace=0.35)
-    axes = fig.subplots(2, 3)
-    for ax, (tag, title) in zip(axes.flat, panels):
-        if tag in scalars:
-            x, y = scalars[tag]
-            ax.plot(x, y, lw=0.6, alpha=0.4)
-            k = max(1, len(y) // 40)
-            ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, "valid"), lw=1.5)
-        ax.set(title=title, xlabel="minibatch update" if tag.endswith(("action_loss", "value_loss"))
-               else "environment steps")
-        ax.xaxis.set_major_formatter(steps_formatter)
-        ax.xaxis.set_major_locator(MaxNLocator(5))  # a few short labels: they ran together
-    save(fig, "losses.png")
-
-    stale = img_dir / "policy_value.png"  # an older run's map would read as this run's
-    if stale.is_file() and not stale.is_symlink():
-        stale.unlink()
+    if run_dir is not None:
+        scalars, title = read_scalars(run_dir), Path(run_dir).name
+        save(training_curve(scalars, title), "training_curve.png")
+        save(losses_figure(scalars, title), "losses.png")
     if actor_path is not None and Path(actor_path).is_file():
         actor = read_network(actor_path, "actor")
         name = Path(actor_path).name
@@ -111,9 +78,82 @@ def plot_run(run_dir: str | Path, actor_path: str | Path | None, img_dir: str | 
             if critic_path is not None and critic_path.is_file():
                 critic_file = read_network(critic_path, "critic")
                 critic = NumpyNet.from_state(critic_file.state, critic_file.meta)
-            figure = policy_value_figure(NumpyNet.from_state(actor.state, actor.meta), critic, actor.meta["env_id"])
-            save(figure, "policy_value.png")
+            save(policy_value_figure(NumpyNet.from_state(actor.state, actor.meta), critic, actor.meta["env_id"]),
+                 "policy_value.png")
+    for name in FIGURES:  # an older run's figure would read as one of these
+        stale = img_dir / name
+        if stale not in written and stale.is_file() and not stale.is_symlink():
+            stale.unlink()
     return written
+
+
+def steps_formatter() -> Any:
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}")
+
+
+def training_curve(scalars: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Any:
+    """Training episodes' returns (each, and a running mean) and the greedy evaluations,
+    against env steps. When a few early episodes reach far below the rest (the tutorial's
+    first episodes, with no time limit, last thousands of steps), a second panel shows the
+    last half of the run on its own scale, where -200..-100 would otherwise be a line."""
+    from matplotlib.figure import Figure
+
+    rets = scalars.get("episode/return", (np.zeros(0), np.zeros(0)))[1]
+    late = rets[len(rets) // 2:]
+    zoom = late.size > 1 and np.ptp(rets) > 3 * max(np.ptp(late), 1.0)
+    fig = Figure(figsize=(13 if zoom else 8, 4.5))
+    # fixed margins wide enough for "-4000" and the axis label
+    fig.subplots_adjust(left=0.08 if zoom else 0.12, right=0.98, bottom=0.12, top=0.86 if zoom else 0.9, wspace=0.18)
+    axes = fig.subplots(1, 2 if zoom else 1, squeeze=False)[0]
+    for ax in axes:
+        if "episode/return" in scalars:
+            steps, rets = scalars["episode/return"]
+            ax.plot(steps, rets, ".", ms=2, alpha=0.3, color="tab:blue", label="training episode")
+            k = min(len(rets), max(10, len(rets) // 40))
+            ax.plot(steps[k - 1:], np.convolve(rets, np.ones(k) / k, "valid"), color="tab:blue",
+                    label=f"training, mean of {k} episodes")
+        if "eval/mean_return" in scalars:
+            ax.plot(*scalars["eval/mean_return"], "o-", ms=3, color="tab:orange", label="greedy evaluation")
+        ax.axhline(-110, ls="--", color="gray", label="solved (-110)")
+        ax.set(xlabel="environment steps", ylabel="episode return")
+        ax.xaxis.set_major_formatter(steps_formatter())
+    axes[0].legend(loc="lower right")
+    if zoom:
+        steps = scalars["episode/return"][0][len(rets) // 2:]
+        margin = 0.05 * max(np.ptp(late), 1.0)
+        axes[1].set(xlim=(steps[0], steps[-1]), ylim=(min(late.min(), -110) - margin, max(late.max(), -110) + margin),
+                    title="the later half of the episodes, on their own scale")
+        axes[0].set_title("the whole run")
+    fig.suptitle(f"Training curve: {title}", fontsize=10)
+    return fig
+
+
+def losses_figure(scalars: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Any:
+    """The update's losses and health, each point and a running mean; a run's older records
+    name the health group diagnostics/."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [("loss/action_loss", "action (clipped surrogate) loss"), ("loss/value_loss", "value loss"),
+              ("update/entropy", "policy entropy"), ("update/approx_kl", "approx. KL"),
+              ("update/clip_fraction", "clip fraction"), ("update/explained_variance", "explained variance")]
+    fig = Figure(figsize=(12, 6.4))
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=0.86, wspace=0.3, hspace=0.4)
+    axes = fig.subplots(2, 3)
+    for ax, (tag, name) in zip(axes.flat, panels):
+        x, y = scalars.get(tag) or scalars.get(tag.replace("update/", "diagnostics/")) or ((), ())
+        if len(y):
+            k = max(1, len(y) // 40)  # a running mean only where there are enough points
+            ax.plot(x, y, lw=0.6 if k > 1 else 1.2, alpha=0.4 if k > 1 else 1.0, label="each update")
+            if k > 1:
+                ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, "valid"), lw=1.5, label=f"running mean of {k} updates")
+        ax.set(title=name, xlabel="minibatch update" if tag.startswith("loss/") else "environment steps")
+        ax.xaxis.set_major_formatter(steps_formatter())
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # a few short labels: they ran together
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", ncols=2, fontsize=9, frameon=False)
+    fig.suptitle(f"Losses and update health: {title}", x=0.07, ha="left", fontsize=10)
+    return fig
 
 
 def policy_value_grid(actor: NumpyNet, critic: NumpyNet | None, low: np.ndarray, high: np.ndarray,

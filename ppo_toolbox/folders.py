@@ -32,14 +32,15 @@ def env_tag(env_id: str) -> str:
 
 
 def run_name(args: Any, changed: dict[str, Any], when: str, attempt: int = 1) -> str:
-    """<preset>-s<seed>-<env tag>-<4 hex>__[<changed settings>__]<env>__<time>: VisualDL's run
-    list shows only about 20 characters after "./exp/", so the name opens with a short head
-    that tells runs apart (the hex digits: a digest of the rest, different from run to run); the full
-    name is also in the run's Text panel."""
+    """<4 hex>-<preset>-s<seed>-<env tag>__[<changed settings>__]<env>__<time>. VisualDL cuts
+    a run's name after a dozen characters after "./exp/" (its HParams table: 13, 11 in
+    Chinese), so the name opens with what tells runs apart: the hex digits, a digest of the
+    rest, different from run to run (two runs of one command too). The full name is also in
+    the run's Text panel."""
     env = "".join(c if c.isalnum() or c in "._-" else "-" for c in args.env_id)
     tail = "__".join(part for part in (run_label(args, changed), env, when) if part)
     digest = hashlib.sha1(f"{args.preset}|{args.seed}|{tail}|{attempt}".encode()).hexdigest()[:4]
-    return f"{args.preset}-s{args.seed}-{env_tag(args.env_id)}-{digest}__{tail}"
+    return f"{digest}-{args.preset}-s{args.seed}-{env_tag(args.env_id)}__{tail}"
 
 
 def claim_run_folders(args: Any, changed: dict[str, Any]) -> tuple[str, Path]:

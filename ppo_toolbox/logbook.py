@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .settings import short_names
+from .settings import roles, short_names
 
 
 def progress_bar_class() -> type:
@@ -41,17 +41,12 @@ class Logbook:
 
     PHASES = ("collect", "update", "evaluate", "log_and_save", "final_files")
 
-    # VisualDL's HParams panel: the same columns for every run (its parallel coordinates hang
-    # with 9 or more), so that runs line up; tune shows the settings its study searches
-    COLUMNS = ("preset", "env_id", "seed")
-    USUAL_COLUMNS = ("total_timesteps", "actor_lr", "ent_coef", "hidden_sizes", "batch_size")
 
     def __init__(self, args: Any, run_dir: Path, global_step: int, episodes_done: int, elapsed: float,
                  columns: tuple[str, ...] = ()):
         tqdm = progress_bar_class()
         from visualdl import LogWriter
         self.args = args
-        self.columns = list(dict.fromkeys([*self.COLUMNS, *(columns or self.USUAL_COLUMNS)]))[:8]
         # A resumed run appends to its own records file: VisualDL's server reads only the
         # newest file of a run folder, so a second file would hide the run's past.
         existing = sorted(run_dir.glob("vdlrecords.*"))
@@ -108,7 +103,9 @@ class Logbook:
         # its last minibatch step: a point per minibatch costs more than the minibatch.
         self.pending += [("scalar", "loss/action_loss", float(stats["policy_loss"].mean()), gradient_steps - 1),
                          ("scalar", "loss/value_loss", float(stats["value_loss"].mean()), gradient_steps - 1)]
-        self.pending += [("scalar", f"diagnostics/{key}", float(stats[key]), global_step)
+        # VisualDL opens its scalars page on the group first in the alphabet (any case), which
+        # should be the learning curve (episode/, eval/): the update's health comes last
+        self.pending += [("scalar", f"update/{key}", float(stats[key]), global_step)
                          for key in ("entropy", "approx_kl", "clip_fraction", "explained_variance")]
         sps = global_step / self.seconds()
         self.pending += [("scalar", "train/learning_rate", float(learning_rate), global_step),
@@ -140,16 +137,19 @@ class Logbook:
         """Forget what the rollout logged: a stop undid it."""
         self.pending, self.pending_bar, self.pending_returns, self.postfix = [], 0, [], {}
 
-    def record_hparams(self, finals: dict[str, float], global_step: int) -> None:
-        """The run's settings and final metrics for VisualDL's HParams panel, which compares
-        runs side by side. A metric is a scalar tag; the panel shows its last value."""
-        for tag, value in finals.items():
-            self.writer.add_scalar(tag, float(value), global_step)
-        # Each column under its short name; the full config is in the text tab
-        settings = dataclasses.asdict(self.args)
-        hparams = {short_names(self.args)[k]: settings[k] if isinstance(settings[k], (int, float, str))
-                   and not isinstance(settings[k], bool) else str(settings[k]) for k in self.columns}
-        self.writer.add_hparams(hparams, list(finals))
+    def record_hparams(self, held_out: dict[str, Any], global_step: int) -> None:
+        """The run's settings and its held-out score for VisualDL's HParams panel, which
+        compares runs side by side: the same columns and metric for every run (a missing one
+        is a NaN cell), values rounded to what a person reads. A metric is a scalar tag (the
+        panel shows its last value) of one point: one such group, beside eval/, not several."""
+        # VisualDL keeps scalars as float32: a return rounded to 1/8 displays exactly (-109.17
+        # would show as -109.16999816894531). Labels of at most 7 characters: a longer one can
+        # freeze the parallel-coordinates view (see settings.ROLES)
+        self.writer.add_scalar("heldout", round(held_out["mean_return"] * 8) / 8, global_step)
+        settings = dataclasses.asdict(self.args)  # the full config is in the Text panel
+        # the same columns for every run (the settings whose role says so), so that runs line up
+        short, columns = short_names(self.args), [n for n, r in roles(self.args).items() if r.column]
+        self.writer.add_hparams({short[k]: readable(settings[k]) for k in columns}, ["heldout"])
 
     def check_records(self) -> None:
         """Raise OSError if VisualDL failed to write the records file. Its writer thread only
@@ -168,6 +168,16 @@ class Logbook:
     def close(self) -> None:
         self.writer.close()
         self.bar.close()
+
+
+def readable(value: Any) -> int | float | str:
+    """A setting as the HParams panel shows it: floats to 4 significant digits (a sampled
+    learning rate has 17), sizes as the flag takes them (64,64), booleans as text."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else str(value)
 
 
 def whole_records_end(path: Path, start: int = 0) -> int:

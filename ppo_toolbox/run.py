@@ -2,14 +2,13 @@
 (`Progress`), its folders, the logbook, the best-policy keeper, the checkpoint and the stop
 signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). The run's state is
 its parts' (`Run.parts`): what a checkpoint writes, a resume loads and an undo point holds.
-Imports numpy and the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `figures`,
+Imports numpy and the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `evaluation`, `figures`,
 `logbook`, `param_files`, `run_folder`, `run_state`, `stopping` and `undo`."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from .acting import NumpyNet
 from .best_policy import BestPolicy
 from .checkpoint import CHECKPOINT, write_checkpoint
 from .errors import TrainingDiverged
+from .evaluation import held_out_score
 from .figures import plot_run, policy_value_images
 from .logbook import Logbook
 from .param_files import atomic_write
@@ -215,8 +215,10 @@ class Run:
         self.log.lap("log_and_save")
 
     def finish(self) -> dict[str, Any]:
-        """Final files: the best evaluated policy (else the latest) and a checkpoint; a summary.
-        A stop that comes while they are written skips the figures (a second of work)."""
+        """Final files: the best evaluated policy (else the latest) and a checkpoint; its
+        held-out score; a summary, which says what the command line tells the user (how the
+        run went, where it stopped). A stop that comes while the files are written skips the
+        figures (a second of work)."""
         stop_signal = self.stop.signum  # a stop during training, not one during the final files
         self.log.lap("collect")
         best_files = [self.net_dir / f"{name}_best.param" for name in ("actor_net", "critic_net")]
@@ -228,37 +230,26 @@ class Run:
         else:
             actor_path = self.agent.save_param(self.net_dir)
         checkpoint = self.write_checkpoint()
+        held_out, figures, stopped_in = None, [], "training" if stop_signal else ""
         if not stop_signal:  # param/net_param/actor_net.param, where the tutorial put it: this run's policy
             for name in ("actor_net", "critic_net"):
                 atomic_write(self.latest_dir / f"{name}.param",
                              lambda tmp, src=self.net_dir / f"{name}.param": shutil.copyfile(src, tmp))
+            held_out = held_out_score(actor_path, self.args.env_id, self.keeper.trusted_env)
         seconds, best = self.log.seconds(), self.keeper.best
-        if stop_signal:
-            self.log.close()
-            print(f"{signal.Signals(stop_signal).name}: stopped at step {self.progress.global_step}; checkpoint "
-                  f"saved to {checkpoint}\nresume with: python ppo_mountaincar.py train --resume {checkpoint}"
-                  f"  (in Python: resume({str(checkpoint)!r}))", file=sys.stderr)
-        else:
-            # VisualDL keeps scalars as float32: a return rounded to 1/8 and a whole percentage
-            # display exactly (-109.17 would show as -109.16999816894531); short names, see settings.ROLES
-            finals = {"return": round(best["mean_return"] * 8) / 8} if self.keeper.history else {}
-            if self.keeper.history and best["success_rate"] is not None:
-                finals["success"] = round(100 * best["success_rate"])
-            self.log.record_hparams({**finals, "seconds": round(seconds)}, self.progress.global_step)
-            self.log.close()
-            if self.stop.signum:  # it came while the files above were written: the run is whole
-                skipped = f" (figures skipped: draw them with python ppo_mountaincar.py plot {self.log_dir})"
-                print(f"{signal.Signals(self.stop.signum).name}: the run had finished; its policy and checkpoint "
-                      f"are saved in {self.net_dir}" + (skipped if self.args.plots else ""), file=sys.stderr)
-            elif self.args.plots:
-                plot_run(self.log_dir, actor_path, self.net_dir / "img")
-                if self.stop.signum:  # it came while the figures were drawn; they are whole, as every file
-                    print(f"{signal.Signals(self.stop.signum).name}: the run had finished; its policy, checkpoint "
-                          f"and figures are saved in {self.net_dir}", file=sys.stderr)
+        if held_out is not None:
+            self.log.record_hparams(held_out, self.progress.global_step)
+        self.log.close()
+        if not stop_signal and self.stop.signum:  # it came while the files above were written: the run is whole
+            stopped_in = "final files"
+        elif not stop_signal and self.args.plots:
+            figures = plot_run(self.log_dir, actor_path, self.net_dir / "img")
+            stopped_in = "figures" if self.stop.signum else ""  # they are whole, as every file
         self.log.lap("final_files")
         return dict(run_name=self.run_name, run_dir=str(self.net_dir), log_dir=str(self.log_dir),
                     latest_path=str(self.latest_dir / "actor_net.param"), actor_path=str(actor_path),
                     checkpoint=str(checkpoint), **dataclasses.asdict(self.progress),
                     gradient_steps=self.agent.gradient_steps, seconds=seconds, best_eval=best,
-                    eval_history=self.keeper.history, interrupted=self.stop.signum,
+                    eval_history=self.keeper.history, held_out=held_out, figures=[str(f) for f in figures],
+                    interrupted=self.stop.signum, stopped_in=stopped_in,
                     started=self.log.start, time_split=self.log.clock)

@@ -36,6 +36,9 @@ ROLES = dict(
     output=False,      # it says where a run writes or how it reports, not what it learns
     resumable=False,   # it may change when a run is resumed (the rest come from the checkpoint)
     searchable=None,   # `tune` may search it (unset: unless it is an output setting)
+    # a column of VisualDL's HParams table, the same few for every run, tune's trials too (a
+    # column one run lacks is a NaN cell in every other; parallel coordinates hang past 8)
+    column=False,
 )
 MAX_SHORT_NAME = 7
 
@@ -47,6 +50,7 @@ class Roles(NamedTuple):
     output: bool
     resumable: bool
     searchable: bool
+    column: bool
 
 
 def roles(args: Any) -> dict[str, Roles]:
@@ -57,7 +61,8 @@ def roles(args: Any) -> dict[str, Roles]:
         given = {**ROLES, **{k: v for k, v in f.metadata.items() if k in ROLES}}
         short = given["short"] or "".join(c for c in f.name if c.isalnum())[:MAX_SHORT_NAME]
         searchable = not given["output"] if given["searchable"] is None else given["searchable"]
-        found[f.name] = Roles(short, bool(given["output"]), bool(given["resumable"]), bool(searchable))
+        found[f.name] = Roles(short, bool(given["output"]), bool(given["resumable"]), bool(searchable),
+                              bool(given["column"]))
         _check_roles(f, found)
     return found
 
@@ -82,7 +87,7 @@ def short_names(args: Any) -> dict[str, str]:
 
 
 def with_role(args: Any, role: str) -> set[str]:
-    """The settings with a role: "output", "resumable" or "searchable"."""
+    """The settings with a role: "output", "resumable", "searchable" or "column"."""
     return {name for name, r in roles(args).items() if getattr(r, role)}
 
 
@@ -219,6 +224,11 @@ def validate_for_env(args: Any, trusted_env: str | None = None) -> None:
         raise UsageError(f"--num-envs {args.num_envs} x --num-steps {args.num_steps} would need about "
                          f"{need / 2**30:.1f} GB for one rollout and its update (limit {MAX_RUN_BYTES / 2**30:.0f} GB); "
                          "e.g. --num-envs 16 --num-steps 128")
+    rollout = args.num_envs * args.num_steps  # training's smallest step: a smaller budget would train one anyway
+    if not args.update_on_episode_end and args.total_timesteps < rollout:
+        raise UsageError(f"--total-timesteps {args.total_timesteps:,} is less than one rollout (--num-envs "
+                         f"{args.num_envs} x --num-steps {args.num_steps} = {rollout:,} steps); pass at least "
+                         f"{rollout}, or fewer --num-envs / --num-steps")
     cells = args.explore_bins ** obs_dim
     if args.explore_bonus > 0 and cells > MAX_BONUS_CELLS:
         fit = int(MAX_BONUS_CELLS ** (1 / obs_dim))

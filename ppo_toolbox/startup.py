@@ -65,7 +65,11 @@ def stop_quietly_while_starting() -> None:
 def release_signals() -> None:
     """Remove Paddle's fatal-signal handler, put Python's handlers back where it had been
     (its report is a dozen lines of C++ for a SIGTERM; ours is one) and deliver the signals
-    held since `stop_quietly_while_starting`. Paddle must be loaded."""
+    held since `stop_quietly_while_starting`. Paddle must be loaded. Only the main thread may
+    install handlers (the command line run from another thread leaves them as they are)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return
     import paddle
     paddle.disable_signal_handler()  # this leaves the default handlers, which kill silently
     for sig in STOPS:

@@ -1,7 +1,9 @@
 """Evaluation, replay and figures (ppo_toolbox/evaluation.py, replay.py, figures.py): the shipped policy, GIFs, plots, and a real
 VisualDL server serving a real run."""
+import dataclasses
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -13,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import ppo_mountaincar as pm
 from ppo_toolbox import evaluation, figures
+from ppo_toolbox import cli as ppo_cli
 import pytest
 from PIL import Image
 
-from helpers import PRETRAINED, cli
+from helpers import PRETRAINED, QUICK, cli
 
 
 def test_shipped_policy_solves_mountain_car_on_held_out_seeds():
@@ -25,7 +28,7 @@ def test_shipped_policy_solves_mountain_car_on_held_out_seeds():
     # the same numbers through the command line, as JSON
     proc = cli("eval", str(PRETRAINED), "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == result
+    assert json.loads(proc.stdout) == dict(result, threshold=-110, solved=True)
 
 
 def test_load_policy_maps_raw_observation_batches_to_actions():
@@ -115,6 +118,9 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
     args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=1024,
                    quiet=True, plots=False, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
     summary = pm.train(args)
+    # a tune trial's run beside it: other settings shown (its search space), a sampled learning rate
+    trial = pm.train(dataclasses.replace(args, actor_lr=0.0012345678901234, gamma=0.98765432109),
+                     hparams=("gamma", "critic_lr", "anneal_lr", "clip", "gae_lambda"))
     ours = figures.read_scalars(tmp_path / "exp" / summary["run_name"])["loss/action_loss"]
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("visualdl")), "--logdir", "./exp",
@@ -146,14 +152,16 @@ def test_visualdl_serves_a_real_runs_scalars(tmp_path):
         assert entry["step"] == summary["global_step"]
         status, png = get(f"{base}/app/api/image/image?{query}&index=0")
         assert status == 200 and Image.open(io.BytesIO(png)).size[0] > 300
-        # the HParams panel: this run's settings and its final metrics
-        [listed] = [r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]
-                    if r["name"].endswith(summary["run_name"])]
-        # the same columns for every run: preset, env, seed, then the usual settings
-        assert list(listed["hparams"]) == ["preset", "env", "seed", "steps", "alr", "ent", "h", "bs"]
-        assert listed["hparams"]["seed"] == 1 and listed["hparams"]["env"] == "MountainCar-v0"
-        assert listed["metrics"]["success"] == round(100 * summary["best_eval"]["success_rate"])
-        assert listed["metrics"]["return"] == pytest.approx(summary["best_eval"]["mean_return"], abs=1 / 16)
+        # the HParams panel: each run's settings and its held-out score; the same columns and
+        # metrics for every run, a tune trial's too (a column one run lacks: NaN in the others)
+        listed = {r["name"].rsplit("/", 1)[-1]: r for r in json.loads(get(base + "/app/api/hparams/list")[1])["data"]}
+        ours, theirs = listed[summary["run_name"]], listed[trial["run_name"]]
+        assert list(ours["hparams"]) == list(theirs["hparams"]) == ["preset", "env", "seed", "steps", "bs", "alr",
+                                                                    "ent", "h"]
+        assert list(ours["metrics"]) == list(theirs["metrics"]) == ["heldout"]
+        assert ours["hparams"]["seed"] == 1 and ours["hparams"]["env"] == "MountainCar-v0"
+        assert theirs["hparams"]["alr"] == 0.001235  # rounded to what a person reads
+        assert ours["metrics"]["heldout"] == pytest.approx(summary["held_out"]["mean_return"], abs=1 / 16)
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -231,3 +239,67 @@ def test_success_is_each_envs_own_sense_of_it():
     assert result["success_rate"] is None
     episode = evaluation.play_episode(evaluation.make_env("CartPole-v1"), balance, 7)
     assert episode["success"] == (episode["steps"] == 500) and episode["terminated"] == (episode["steps"] < 500)
+
+
+def untrained_actor(folder: Path) -> Path:
+    """A fresh actor (and critic), as a run writes them before it has learned anything."""
+    agent = pm.PPO(2, 3, pm.Args())
+    return agent.save_param(folder)
+
+
+def test_the_end_of_a_run_says_whether_a_solving_policy_solves(tmp_path):
+    held_out = evaluation.held_out_score(PRETRAINED, "MountainCar-v0")
+    line = ppo_cli.held_out_line(held_out, pm.Args())
+    assert held_out["solved"] and held_out["threshold"] == -110 and held_out["episodes"] == 100
+    assert line == f"solved: held-out {held_out['mean_return']:.1f} +/- {held_out['std_return']:.1f} over 100 episodes (>= -110)"
+    # on episodes no periodic evaluation selected on: theirs start at EVAL_SEED, at most 100,000 of them
+    assert evaluation.HOLDOUT_SEED >= evaluation.EVAL_SEED + pm.settings.MAX_EVAL_EPISODES
+    assert held_out["mean_return"] == evaluation.evaluate(evaluation.load_policy(PRETRAINED), "MountainCar-v0", 100,
+                                                          evaluation.HOLDOUT_SEED)["mean_return"]
+
+
+def test_the_end_of_a_run_says_an_untrained_policy_does_not_solve_and_what_to_try(tmp_path):
+    held_out = evaluation.held_out_score(untrained_actor(tmp_path), "MountainCar-v0")
+    assert held_out["solved"] is False and held_out["mean_return"] < -110
+    line = ppo_cli.held_out_line(held_out, pm.Args(total_timesteps=8192, seed=3))
+    assert line.startswith(f"not solved: held-out {held_out['mean_return']:.1f} +/- ")
+    assert (f"(< -110); try: a longer run (--total-timesteps {pm.Args().total_timesteps}), --preset best, or another "
+            "--seed (this was 3)") in line
+
+
+def test_a_run_returns_its_held_out_score_and_says_it(tmp_path, capsys):
+    dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    assert ppo_cli.main(["--total-timesteps", "1024", *QUICK, "--eval-every", "512", *dirs]) == 0
+    out = capsys.readouterr().out.splitlines()
+    [run] = (tmp_path / "exp").iterdir()
+    actor = tmp_path / "param" / run.name / "actor_net.param"
+    held_out = evaluation.held_out_score(actor, "MountainCar-v0")
+    word = "solved" if held_out["solved"] else "not solved"
+    assert f"{word}: held-out {held_out['mean_return']:.1f} +/- {held_out['std_return']:.1f} over 100 episodes" in out[2]
+    assert out[-1].startswith("next: python ppo_mountaincar.py replay ")
+    summary = pm.train(pm.Args(total_timesteps=512, num_envs=4, num_steps=64, batch_size=128, update_epochs=1,
+                               quiet=True, plots=False, logdir=str(tmp_path / "e2"), param_dir=str(tmp_path / "p2")))
+    assert summary["held_out"] == evaluation.held_out_score(summary["actor_path"], "MountainCar-v0")
+    json.dumps(summary["held_out"])  # as plain numbers, for a JSON report
+
+
+def test_the_tutorial_preset_ends_with_its_held_out_score(tmp_path, capsys):
+    dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    # no periodic evaluation (eval_every=0); a time limit keeps two episodes short
+    assert ppo_cli.main(["--preset", "tutorial", "--episodes", "2", "--max-episode-steps", "200", "--quiet",
+                         "--no-plots", *dirs]) == 0
+    out = capsys.readouterr().out
+    assert "best evaluation" not in out
+    assert re.search(r"^not solved: held-out -?\d+\.\d \+/- \d+\.\d over 100 episodes \(< -110\); try: a longer run "
+                     r"\(--episodes 1000\)", out, re.M), out
+
+
+def test_eval_says_whether_its_mean_counts_as_solved(tmp_path, capsys):
+    assert ppo_cli.main(["eval", str(PRETRAINED)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(": solved (>= -110)")
+    untrained = str(untrained_actor(tmp_path))
+    assert ppo_cli.main(["eval", untrained, "--episodes", "5"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(": not solved (< -110)")
+    assert ppo_cli.main(["eval", untrained, "--episodes", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["threshold"] == -110 and result["solved"] is False

@@ -45,14 +45,14 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
     [text] = reader.get_data("text", "run_name")  # the whole name, which the run list cuts
     assert text.text.encoded_text_string == summary["run_name"]
     metrics = [m.name for m in hparams.hparam.metricInfos]
-    assert metrics == ["return", "success", "seconds"]
+    assert metrics == ["heldout"]
     # a label longer than 7 characters can freeze VisualDL's parallel-coordinates view
     assert max(len(name) for name in [*values, *metrics, *settings.short_names(pm.Args).values()]) <= 7
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for metric in metrics:  # every metric the HParams panel shows is a logged scalar
         assert scalars[metric]
-    shown = scalars["return"][-1][1]  # exact in float32: no -109.16999816894531
-    assert shown == round(summary["best_eval"]["mean_return"] * 8) / 8 and float(np.float32(shown)) == shown
+    shown = scalars["heldout"][-1][1]  # exact in float32: no -109.16999816894531
+    assert shown == round(summary["held_out"]["mean_return"] * 8) / 8 and float(np.float32(shown)) == shown
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -298,13 +298,13 @@ def test_sigterm_inside_a_long_phase_ends_within_seconds_with_the_checkpoint_it_
         assert [h["global_step"] for h in saved["keeper"]["history"]] == [256 * (i + 1) for i in range(c["rollouts"])]
 
 
-def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figures(tmp_path, monkeypatch, capsys):
+def test_a_stop_while_the_final_files_are_written_keeps_them_and_skips_the_figures(tmp_path, monkeypatch):
     stop_on_call(monkeypatch, ppo_run.Run, "write_checkpoint", 1)  # save_every=0: the final checkpoint is the first
     summary = pm.train(pm.Args(**dict(COMMON, plots=True, eval_every=256, eval_episodes=5), total_timesteps=512,
                                logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p")))
-    assert summary["interrupted"] == signal.SIGINT
-    err = capsys.readouterr().err
-    assert f"SIGINT: the run had finished; its policy and checkpoint are saved in {summary['run_dir']}" in err
+    assert summary["interrupted"] == signal.SIGINT and summary["stopped_in"] == "final files"
+    [said] = ppo_cli.end_of_run(summary, pm.Args(plots=True))
+    assert said.startswith(f"SIGINT: the run had finished; its policy and checkpoint are saved in {summary['run_dir']}")
     assert load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == 512
     # the run's policy is the best evaluated one, copied where the tutorial puts it; no figures
     run_dir = Path(summary["run_dir"])
@@ -358,19 +358,20 @@ def test_a_run_name_opens_with_a_short_unique_head_then_whole_changed_settings(t
                    param_dir=str(tmp_path / "p"))
     name, _ = folders.claim_run_folders(args, pm.changed_settings(args))
     head, label = name.split("__")[:2]
-    assert re.fullmatch(r"default-s1-MC0-[0-9a-f]{4}", head)
+    assert re.fullmatch(r"[0-9a-f]{4}-default-s1-MC0", head)
     assert label == "steps=8192,envs=8,lam=0.95,epochs=4,bs=256,alr=0.001,+2"  # ent, bdecay left out
     plain = pm.Args(seed=3, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
     name, _ = folders.claim_run_folders(plain, pm.changed_settings(plain))
-    assert re.fullmatch(r"default-s3-MC0-[0-9a-f]{4}__MountainCar-v0__\d{8}-\d{6}", name)
-    # VisualDL's run list shows about 20 characters after "./exp/": runs of one command on
-    # other envs, and two runs started in the same second, differ there
+    assert re.fullmatch(r"[0-9a-f]{4}-default-s3-MC0__MountainCar-v0__\d{8}-\d{6}", name)
+    # VisualDL's HParams table shows 11 characters after "./exp/" in Chinese: runs of one
+    # command on other envs, and two runs started in the same second, differ there
     monkeypatch.setattr(folders.time, "strftime", lambda fmt: "20261201-120000")
     heads = []
     for env in ("CartPole-v1", "Acrobot-v1", "CartPole-v1", "MountainCar-v0"):
         a = pm.Args(env_id=env, total_timesteps=20000, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "p"))
-        heads.append(folders.claim_run_folders(a, pm.changed_settings(a))[0][:20])
-    assert len(set(heads)) == 4 and heads[0].startswith("default-s1-CP1-") and heads[1].startswith("default-s1-Acr1-")
+        heads.append(folders.claim_run_folders(a, pm.changed_settings(a))[0])
+    assert len({h[:11] for h in heads}) == 4
+    assert heads[0][4:].startswith("-default-s1-CP1__") and heads[1][4:].startswith("-default-s1-Acr1__")
     assert folders.env_tag("LunarLander-v3") == "LL3" and folders.env_tag("mymodule:MyEnv-v0") == "ME0"
 
 

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import ppo_mountaincar as pm
 from ppo_toolbox import acting, evaluation, network_files, param_files
 from ppo_toolbox import cli as ppo_cli
@@ -18,8 +19,8 @@ def test_short_run_writes_visualdl_records_and_param_files(outdirs):
     assert summary["global_step"] == 2048 and summary["rollouts"] == 8
     scalars = scalars_of(outdirs["logdir"], summary["run_name"])
     for tag in ("loss/action_loss", "loss/value_loss", "Steptime/steptime", "episode/return",
-                "episode/length", "diagnostics/entropy", "diagnostics/approx_kl", "diagnostics/clip_fraction",
-                "diagnostics/explained_variance", "train/learning_rate", "train/steps_per_second"):
+                "episode/length", "update/entropy", "update/approx_kl", "update/clip_fraction",
+                "update/explained_variance", "train/learning_rate", "train/steps_per_second"):
         assert scalars.get(tag), f"no records for {tag}"
     # one action-loss record per update, at its last minibatch step (2 epochs x 4 minibatches)
     assert [step for step, _ in scalars["loss/action_loss"]] == list(range(7, 64, 8))
@@ -120,7 +121,7 @@ def test_train_from_python_twice_in_one_process_and_from_a_thread(outdirs):
     assert scalars_of(outdirs["logdir"], result["run_name"])["loss/action_loss"] == a["loss/action_loss"]
 
 
-def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs, capsys):
+def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs):
     # Jupyter's "interrupt kernel" sends SIGINT to the kernel process, whose main thread runs train()
     args = pm.Args(**{**SMALL, "total_timesteps": 10**7, "plots": False}, **outdirs)
     handler = signal.getsignal(signal.SIGINT)
@@ -130,5 +131,14 @@ def test_ctrl_c_in_a_notebook_stops_train_cleanly(outdirs, capsys):
     timer.join()
     assert summary["interrupted"] == signal.SIGINT and 0 < summary["global_step"] < 10**7
     assert load_checkpoint(summary["checkpoint"])["counters"]["global_step"] == summary["global_step"]
-    assert "resume with: python ppo_mountaincar.py train --resume" in capsys.readouterr().err
+    assert summary["stopped_in"] == "training"  # the command line says how to resume:
+    said = "\n".join(ppo_cli.end_of_run(summary, args))
+    assert f"resume with: python ppo_mountaincar.py train --resume {summary['checkpoint']} " in said
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_budget_below_one_rollout_is_refused_with_the_smallest_that_makes_one(outdirs):
+    with pytest.raises(pm.UsageError, match=r"--total-timesteps 10 is less than one rollout \(--num-envs 16 x "
+                                            r"--num-steps 128 = 2,048 steps\); pass at least 2048"):
+        pm.train(pm.Args(total_timesteps=10, **outdirs))
+    assert not Path(outdirs["param_dir"]).exists()  # refused before anything was written
