@@ -59,7 +59,7 @@ def test_a_small_study_completes_and_prints_a_command_that_parses(tmp_path):
     assert all((tmp_path / "exp" / "tune" / "MountainCar-v0-default" / n / "actor_net.param").is_file() for n in names)
     # the same HParams columns for every trial as for any other run in exp/ (no NaN cells)
     columns = {tuple(hparam_names(tmp_path / "exp" / n)) for n in names}
-    assert columns == {("preset", "env", "seed", "steps", "alr", "ent", "h", "bs")}, columns
+    assert columns == {("preset", "env", "seed", "steps", "bs", "alr", "ent", "h")}, columns
     # plot finds a trial's policy beside its study
     plotted = cli("plot", str(tmp_path / "exp" / names[0]), "--out", str(tmp_path / "img"), cwd=tmp_path)
     assert plotted.returncode == 0 and (tmp_path / "img" / "policy_value.png").is_file(), plotted.stderr
