@@ -614,8 +614,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
 
     PPO's loop: collect a rollout with the current policy, update on it for a few epochs,
     log, evaluate now and then (keeping the best policy), save now and then; repeat. `Run`
-    (ppo_toolbox.run) keeps the books: the counters, VisualDL, checkpoints, the best policy,
-    and Ctrl-C, which ends the run at the start of the rollout under way."""
+    (ppo_toolbox.run) keeps the books; Ctrl-C ends the run where the rollout under way began."""
     settings.validate(args)
     settings.validate_for_env(args, trusted_env)
     device = settings.use_device(args.device)
@@ -632,6 +631,8 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
                 agent.anneal(max(0.0, 1.0 - run.progress.global_step / args.total_timesteps))
                 obs = collect_rollout(args, agent, envs, bonus, obs, run)  # 1. act
                 stats = agent.update()                                     # 2. learn
+                run.progress.rollouts += 1
+                run.check_finite(stats)  # a NaN ends the run; the files on disk are the last good ones
                 run.log_update(stats)                                      # 3. log
                 if run.evaluation_due():
                     run.evaluate_and_keep_best()                           # 4. evaluate
@@ -657,7 +658,8 @@ def collect_rollout(args: Args, agent: PPO, envs: Any, bonus: CountBonus | None,
             train_reward += bonus(arrived, beta)
         agent.store_transition(obs, action, logprob, train_reward, arrived, terminated, done)
         obs = next_obs
-        run.record_step(reward, done)  # counts the steps; logs episodes with the env's own reward
+        run.progress.global_step += args.num_envs
+        run.record_step(reward, done)  # logs and counts the episodes that ended (the env's own reward)
         if args.update_on_episode_end and done.any() and agent.buffer.size * args.num_envs >= args.batch_size:
             break  # the tutorial's schedule: update at an episode's end
     return obs
@@ -683,10 +685,9 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 
 
 def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
-    """Continue a run from its checkpoint, as `train --resume PATH` does; `changes` may set
-    e.g. total_timesteps=300_000. The run goes on in the checkpoint's run folder, or, for a
-    checkpoint kept elsewhere (a download), in a new one under --param-dir. Returns the
-    summary, like `train`."""
+    """Continue a run from its checkpoint, as `train --resume PATH` does (`changes`: e.g.
+    total_timesteps=300_000), in the checkpoint's run folder, or, for a checkpoint kept
+    elsewhere (a download), in a new one under --param-dir. Returns the summary, like `train`."""
     checkpoint = read_checkpoint(path, Args)
     return train(Args(**resumed_config(checkpoint["config"], changes, Args)), checkpoint)
 

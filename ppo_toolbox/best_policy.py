@@ -33,8 +33,8 @@ class BestPolicy:
         return evaluate(make_policy(NumpyNet(agent.actor_net)), self.args.env_id, self.args.eval_episodes,
                         EVAL_SEED, trusted_env=self.trusted_env)
 
-    def keep(self, result: dict[str, Any], agent: Agent, global_step: int, seconds: float) -> None:
-        """Record an evaluation; keep the policy if it is the best so far."""
+    def record(self, result: dict[str, Any], agent: Agent, global_step: int, seconds: float) -> None:
+        """Record an evaluation; save the policy as the best if it is the best so far."""
         self.next_eval = global_step + self.args.eval_every
         self.history.append(dict(result, global_step=global_step, seconds=seconds))
         if result["mean_return"] > self.best["mean_return"]:
