@@ -41,6 +41,10 @@ class BestPolicy:
             self.best = dict(result, global_step=global_step)
             agent.save_param(self.net_dir, "_best")
 
+    def reached_target(self, result: dict[str, Any]) -> bool:
+        """Whether an evaluation reached --target-return (none set: never)."""
+        return self.args.target_return is not None and result["mean_return"] >= self.args.target_return
+
     @property
     def found(self) -> bool:
         return self.best["mean_return"] > -np.inf

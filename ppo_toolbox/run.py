@@ -87,8 +87,6 @@ class Run:
         self.reached = False          # --target-return reached, or on_evaluation asked to stop
         self.evaluated = False        # in the rollout under way
         self.collected_at = time.perf_counter()
-        space = envs.single_observation_space  # a 2-D bounded one (MountainCar's) is drawn as maps
-        self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
 
     def __enter__(self) -> Run:
         self.stop.__enter__()
@@ -170,24 +168,30 @@ class Run:
         return self.keeper.due(self.progress.global_step, self.budget_spent())
 
     def evaluate_and_keep_best(self) -> None:
-        """Evaluate the greedy policy (a stop interrupts that at once), keep it if it is the
-        best so far, and log it; stop the run at --target-return or when `on_evaluation` says."""
-        agent, p = self.agent, self.progress
-        result = self.keeper.evaluate(agent)
+        """Evaluate the greedy policy (a stop interrupts that at once), record it (the keeper
+        keeps it if it is the best so far) and log it with its maps; the run ends at
+        --target-return or when `on_evaluation` says."""
+        step = self.progress.global_step
+        result = self.keeper.evaluate(self.agent)
         self.stop.disarm()  # from here on this rollout is kept
         self.log.lap("evaluate")
         self.evaluated = True
-        self.keeper.record(result, agent, p.global_step, self.log.seconds())
-        images = {} if self.map_box is None else \
-            policy_value_images(NumpyNet(agent.actor_net), NumpyNet(agent.critic_net), *self.map_box)
-        self.log.record_evaluation(result, p.global_step, images)
-        target = self.args.target_return
-        if self.on_evaluation is not None and self.on_evaluation(p.global_step, result):
+        self.keeper.record(result, self.agent, step, self.log.seconds())
+        self.log.record_evaluation(result, step, self._maps())
+        if self.on_evaluation is not None and self.on_evaluation(step, result):
             self.reached = True
-        elif target is not None and result["mean_return"] >= target:
-            self.log.bar.write(f"eval mean return {result['mean_return']:.1f} >= target {target} "
-                               f"at step {p.global_step}: stopping")
+        elif self.keeper.reached_target(result):
+            self.log.bar.write(f"eval mean return {result['mean_return']:.1f} >= target {self.args.target_return} "
+                               f"at step {step}: stopping")
             self.reached = True
+
+    def _maps(self) -> dict[str, np.ndarray]:
+        """The policy and value maps, for VisualDL, where the observations are 2-D and bounded (MountainCar's)."""
+        space = self.envs.single_observation_space
+        if space.shape != (2,) or not space.is_bounded():
+            return {}
+        actor, critic = NumpyNet(self.agent.actor_net), NumpyNet(self.agent.critic_net)
+        return policy_value_images(actor, critic, space.low, space.high)
 
     def save_due(self) -> bool:
         return bool(self.args.save_every) and self.progress.rollouts % self.args.save_every == 0
