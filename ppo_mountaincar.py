@@ -666,9 +666,8 @@ def collect_rollout(args: Args, agent: PPO, envs: Any, bonus: CountBonus | None,
 
 
 def env_seeds(args: Args, rollouts: int) -> list[int]:
-    """Seeds of the envs' first episodes (a resumed run starts new ones): drawn from the
-    training seed and the rollout count into [2^31, 2^32), a range of their own, so that no
-    training episode starts where an evaluation episode (seeds below 2^31) starts."""
+    """Seeds of the envs' first episodes (a resumed run starts new ones), drawn from the
+    training seed and the rollout count into [2^31, 2^32): no evaluation episode starts there."""
     drawn = np.random.SeedSequence([args.seed, rollouts]).generate_state(args.num_envs)
     return [2**31 + int(x) % 2**31 for x in drawn]
 
