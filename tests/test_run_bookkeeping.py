@@ -40,7 +40,7 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
     assert values["steps"] == args.total_timesteps and values["bs"] == args.batch_size
     # the same 8 columns whatever the run changed (here num_envs and update_epochs, which are
     # in the run's name), so that VisualDL's rows line up
-    assert list(values) == ["preset", "env", "seed", "steps", "alr", "ent", "h", "bs"]
+    assert list(values) == ["preset", "env", "seed", "steps", "bs", "alr", "ent", "h"]  # in Args' order
     assert "envs=" in summary["run_name"] and "epochs=" in summary["run_name"]
     [text] = reader.get_data("text", "run_name")  # the whole name, which the run list cuts
     assert text.text.encoded_text_string == summary["run_name"]
