@@ -605,12 +605,11 @@ class PPO:
 # ---------------------------------------------------------------------------------------
 def train(args: Args, checkpoint: dict[str, Any] | None = None,
           on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
-          trusted_env: str | None = None, hparams: tuple[str, ...] = ()) -> dict[str, Any]:
+          trusted_env: str | None = None) -> dict[str, Any]:
     """Train PPO as configured (or continue a checkpoint); returns a summary.
     `on_evaluation(global_step, result)` is called after each periodic evaluation and may
     return True to stop the run there (`tune` uses it to prune hopeless trials);
-    `trusted_env` is an env id whose module Gymnasium may import (--allow-env-module);
-    `hparams`: the settings VisualDL's HParams panel shows (tune: those it searches).
+    `trusted_env` is an env id whose module Gymnasium may import (--allow-env-module).
 
     PPO's loop: collect a rollout with the current policy, update on it for a few epochs,
     log, evaluate now and then (keeping the best policy), save now and then; repeat. `Run`
@@ -624,7 +623,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
     with Run(args, agent, bonus, envs, changed_settings(args), device, checkpoint=checkpoint,
-             on_evaluation=on_evaluation, trusted_env=trusted_env, hparams=hparams) as run:
+             on_evaluation=on_evaluation, trusted_env=trusted_env) as run:
         obs = run.first_observations(env_seeds(args, run.progress.rollouts))  # or a checkpoint's
         while not run.finished():
             with run.rollout():  # a stop in here undoes this rollout and ends the run

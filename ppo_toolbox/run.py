@@ -57,7 +57,7 @@ class Run:
     def __init__(self, args: Any, agent: Agent, bonus: HasState | None, envs: Any, changed: dict[str, Any], device: str,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
-                 trusted_env: str | None = None, hparams: tuple[str, ...] = ()):
+                 trusted_env: str | None = None):
         if not isinstance(agent, Agent):  # a renamed attribute fails here, not deep in a run
             raise TypeError(f"{type(agent).__name__} lacks what ppo_toolbox.run_state.Agent names")
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
@@ -79,7 +79,7 @@ class Run:
                 print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
                       file=sys.stderr)
             self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
-                               0.0 if checkpoint is None else checkpoint["elapsed"], hparams)
+                               0.0 if checkpoint is None else checkpoint["elapsed"])
         except BaseException:
             self.folder.release()
             raise

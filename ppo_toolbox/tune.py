@@ -122,7 +122,7 @@ def _train_seeds(trial: Any, base: pm.Args, params: dict[str, Any], seeds: list[
         _stop_if_asked()
         try:  # a stopped trial's "resume with" line would not continue the study: tune says how
             with contextlib.redirect_stderr(io.StringIO()):
-                summary = pm.train(args, on_evaluation=report, hparams=tuple(params))
+                summary = pm.train(args, on_evaluation=report)
         except (UsageError, TrainingDiverged) as e:  # settings that cannot work: no score
             trial.set_user_attr("invalid", str(e))
             raise optuna.TrialPruned(str(e)) from None
