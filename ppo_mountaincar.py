@@ -605,17 +605,15 @@ class PPO:
 # ---------------------------------------------------------------------------------------
 def train(args: Args, checkpoint: dict[str, Any] | None = None,
           on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
-          trusted_env: str | None = None, hparams: tuple[str, ...] = ()) -> dict[str, Any]:
+          trusted_env: str | None = None) -> dict[str, Any]:
     """Train PPO as configured (or continue a checkpoint); returns a summary.
     `on_evaluation(global_step, result)` is called after each periodic evaluation and may
     return True to stop the run there (`tune` uses it to prune hopeless trials);
-    `trusted_env` is an env id whose module Gymnasium may import (--allow-env-module);
-    `hparams`: the settings VisualDL's HParams panel shows (tune: those it searches).
+    `trusted_env` is an env id whose module Gymnasium may import (--allow-env-module).
 
     PPO's loop: collect a rollout with the current policy, update on it for a few epochs,
     log, evaluate now and then (keeping the best policy), save now and then; repeat. `Run`
-    (ppo_toolbox.run) keeps the books: the counters, VisualDL, checkpoints, the best policy,
-    and Ctrl-C, which ends the run at the start of the rollout under way."""
+    (ppo_toolbox.run) keeps the books; Ctrl-C ends the run where the rollout under way began."""
     settings.validate(args)
     settings.validate_for_env(args, trusted_env)
     device = settings.use_device(args.device)
@@ -625,13 +623,15 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None,
     agent = PPO(space.shape[0], int(envs.single_action_space.n), args)
     bonus = CountBonus(space.low, space.high, args.explore_bins) if args.explore_bonus > 0 else None
     with Run(args, agent, bonus, envs, changed_settings(args), device, checkpoint=checkpoint,
-             on_evaluation=on_evaluation, trusted_env=trusted_env, hparams=hparams) as run:
+             on_evaluation=on_evaluation, trusted_env=trusted_env) as run:
         obs = run.first_observations(env_seeds(args, run.progress.rollouts))  # or a checkpoint's
         while not run.finished():
             with run.rollout():  # a stop in here undoes this rollout and ends the run
                 agent.anneal(max(0.0, 1.0 - run.progress.global_step / args.total_timesteps))
                 obs = collect_rollout(args, agent, envs, bonus, obs, run)  # 1. act
                 stats = agent.update()                                     # 2. learn
+                run.progress.rollouts += 1
+                run.check_finite(stats)  # a NaN ends the run; the files on disk are the last good ones
                 run.log_update(stats)                                      # 3. log
                 if run.evaluation_due():
                     run.evaluate_and_keep_best()                           # 4. evaluate
@@ -657,16 +657,16 @@ def collect_rollout(args: Args, agent: PPO, envs: Any, bonus: CountBonus | None,
             train_reward += bonus(arrived, beta)
         agent.store_transition(obs, action, logprob, train_reward, arrived, terminated, done)
         obs = next_obs
-        run.record_step(reward, done)  # counts the steps; logs episodes with the env's own reward
+        run.progress.global_step += args.num_envs
+        run.record_step(reward, done)  # logs and counts the episodes that ended (the env's own reward)
         if args.update_on_episode_end and done.any() and agent.buffer.size * args.num_envs >= args.batch_size:
             break  # the tutorial's schedule: update at an episode's end
     return obs
 
 
 def env_seeds(args: Args, rollouts: int) -> list[int]:
-    """Seeds of the envs' first episodes (a resumed run starts new ones): drawn from the
-    training seed and the rollout count into [2^31, 2^32), a range of their own, so that no
-    training episode starts where an evaluation episode (seeds below 2^31) starts."""
+    """Seeds of the envs' first episodes (a resumed run starts new ones), drawn from the
+    training seed and the rollout count into [2^31, 2^32): no evaluation episode starts there."""
     drawn = np.random.SeedSequence([args.seed, rollouts]).generate_state(args.num_envs)
     return [2**31 + int(x) % 2**31 for x in drawn]
 
@@ -683,10 +683,9 @@ def arrival_states(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any])
 
 
 def resume(path: str | Path, **changes: Any) -> dict[str, Any]:
-    """Continue a run from its checkpoint, as `train --resume PATH` does; `changes` may set
-    e.g. total_timesteps=300_000. The run goes on in the checkpoint's run folder, or, for a
-    checkpoint kept elsewhere (a download), in a new one under --param-dir. Returns the
-    summary, like `train`."""
+    """Continue a run from its checkpoint, as `train --resume PATH` does (`changes`: e.g.
+    total_timesteps=300_000), in the checkpoint's run folder, or, for a checkpoint kept
+    elsewhere (a download), in a new one under --param-dir. Returns the summary, like `train`."""
     checkpoint = read_checkpoint(path, Args)
     return train(Args(**resumed_config(checkpoint["config"], changes, Args)), checkpoint)
 

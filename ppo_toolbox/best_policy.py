@@ -33,13 +33,17 @@ class BestPolicy:
         return evaluate(make_policy(NumpyNet(agent.actor_net)), self.args.env_id, self.args.eval_episodes,
                         EVAL_SEED, trusted_env=self.trusted_env)
 
-    def keep(self, result: dict[str, Any], agent: Agent, global_step: int, seconds: float) -> None:
-        """Record an evaluation; keep the policy if it is the best so far."""
+    def record(self, result: dict[str, Any], agent: Agent, global_step: int, seconds: float) -> None:
+        """Record an evaluation; save the policy as the best if it is the best so far."""
         self.next_eval = global_step + self.args.eval_every
         self.history.append(dict(result, global_step=global_step, seconds=seconds))
         if result["mean_return"] > self.best["mean_return"]:
             self.best = dict(result, global_step=global_step)
             agent.save_param(self.net_dir, "_best")
+
+    def reached_target(self, result: dict[str, Any]) -> bool:
+        """Whether an evaluation reached --target-return (none set: never)."""
+        return self.args.target_return is not None and result["mean_return"] >= self.args.target_return
 
     @property
     def found(self) -> bool:

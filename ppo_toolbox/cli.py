@@ -62,17 +62,40 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: `train` and `tune` (their flags generated from `Args`), `eval`,
-    `replay` and `plot`."""
+    `replay`, `export` and `plot`."""
     parser = _Parser(prog="ppo_mountaincar.py", description=pm.__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    train = _add_train(sub)
+    _add_tune(sub)
+    _add_policy_command(sub, "eval", "Evaluate a saved actor on the standard env (its own time limit).", 100)
+    _add_policy_command(sub, "replay", "Play a saved actor and show it: a GIF, or a window.", 3)
+    _add_export(sub)
+    _add_plot(sub)
+    others = [name for name in sub.choices if name != "train"]  # `--help` is train's: it lists the rest
+    train.description += f" Other commands: {', '.join(others)} (python ppo_mountaincar.py {others[0]} --help)."
+    return parser
+
+
+TRUST = dict(action="store_true", help="let --env-id name a module to import, as in mymodule:MyEnv-v0 "
+             "(Gymnasium imports it: only for code you trust)")
+
+
+def _add_train(sub: Any) -> argparse.ArgumentParser:
     tp = sub.add_parser("train", help="train a policy (the default command)",
                         description="Train PPO. Flags left unset take the preset's value.")
+    add_training_flags(tp)
+    tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
+                    f"(param/<run name>/{CHECKPOINT}); its config is reused")
+    tp.add_argument("--allow-env-module", **TRUST)
+    return tp
+
+
+def _add_tune(sub: Any) -> None:
     tn = sub.add_parser("tune", help="search hyperparameters with Optuna, several seeds per trial",
                         description="Search hyperparameters: each trial trains --seeds runs and scores the "
                         "mean greedy return of their periodic evaluations. Training flags given here are "
                         "fixed for every trial; the rest are searched (--space). The same command continues "
                         "an interrupted study; with --storage postgresql://... several machines share one.")
-    add_training_flags(tp)
     add_training_flags(tn)
     tn.add_argument("--trials", type=int, default=50, help="trials in the study, all workers together [50]")
     tn.add_argument("--jobs", type=int, default=1, help="trials at a time on this machine, one process each "
@@ -88,38 +111,39 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--show", action="store_true", help="print a study's best settings, top trials and "
                     "parameter importances, and exit (the study's name alone finds it; no other flags needed)")
     tn.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs processes
-    tp.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint "
-                    f"(param/<run name>/{CHECKPOINT}); its config is reused")
-    trust = dict(action="store_true", help="let --env-id name a module to import, as in "
-                 "mymodule:MyEnv-v0 (Gymnasium imports it: only for code you trust)")
-    tp.add_argument("--allow-env-module", **trust)
 
-    def policy_command(name: str, help: str, episodes: int) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param"
-                       + (", or a folder written by export, or its policy.onnx" if name == "eval" else ""))
-        p.add_argument("--episodes", type=int, default=episodes, help=f"episodes to run [{episodes}]")
-        p.add_argument("--seed", type=int, default=HOLDOUT_SEED, help="seed of the first episode "
-                       f"(+1 for each next) [{HOLDOUT_SEED}: seeds no training run selects on]")
-        p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the argmax")
-        p.add_argument("--env-id", default=None, help="env to run (default: the one in the file)")
-        p.add_argument("--allow-env-module", **trust)
-        return p
 
-    ep = policy_command("eval", "Evaluate a saved actor on the standard env (its own time limit).", 100)
-    ep.add_argument("--json", action="store_true", help="print one JSON object")
-    rp = policy_command("replay", "Play a saved actor and show it: a GIF, or a window.", 3)
-    rp.add_argument("--render", choices=("gif", "human"), default="gif",
-                    help="gif: write an animated GIF; human: open a window (needs a display) [gif]")
-    rp.add_argument("--out", default=None, help="GIF path [param/img/replay.gif]")
+def _add_policy_command(sub: Any, name: str, help: str, episodes: int) -> None:
+    """`eval` or `replay`: a saved actor run for some episodes."""
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param"
+                   + (", or a folder written by export, or its policy.onnx" if name == "eval" else ""))
+    p.add_argument("--episodes", type=int, default=episodes, help=f"episodes to run [{episodes}]")
+    p.add_argument("--seed", type=int, default=HOLDOUT_SEED, help="seed of the first episode "
+                   f"(+1 for each next) [{HOLDOUT_SEED}: seeds no training run selects on]")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the argmax")
+    p.add_argument("--env-id", default=None, help="env to run (default: the one in the file)")
+    p.add_argument("--allow-env-module", **TRUST)
+    if name == "eval":
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+    else:
+        p.add_argument("--render", choices=("gif", "human"), default="gif",
+                       help="gif: write an animated GIF; human: open a window (needs a display) [gif]")
+        p.add_argument("--out", default=None, help="GIF path [param/img/replay.gif]")
+
+
+def _add_export(sub: Any) -> None:
     xp = sub.add_parser("export", help="export a saved actor for Paddle Inference and ONNX",
                         description="Write a Paddle Inference model (policy.json + policy.pdiparams), an ONNX "
                         "model (policy.onnx, with requirements-export.txt installed) and a README card, each "
                         "checked against the .param on 10,000 states.")
     xp.add_argument("path", help="actor .param file, e.g. param/net_param/actor_net.param")
     xp.add_argument("--out", default=str(Path("param") / "export"), help="folder for the files [param/export]")
-    xp.add_argument("--allow-env-module", **trust)
+    xp.add_argument("--allow-env-module", **TRUST)
     xp.set_defaults(env_id=None)
+
+
+def _add_plot(sub: Any) -> None:
     pp = sub.add_parser("plot", help="draw a run's figures into param/img",
                         description="Draw the training curve, the losses, and the policy and value maps.")
     pp.add_argument("run", nargs="?", help="run folder under ./exp [the newest]")
@@ -128,9 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "param/<run name>/actor_net.param]")
     pp.add_argument("--param-dir", default="param", help="where the runs' folders are [param]")
     pp.add_argument("--out", default=str(Path("param") / "img"), help="folder for the PNGs [param/img]")
-    others = [name for name in sub.choices if name != "train"]  # `--help` is train's: it lists the rest
-    tp.description += f" Other commands: {', '.join(others)} (python ppo_mountaincar.py {others[0]} --help)."
-    return parser
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -41,9 +41,7 @@ class Logbook:
 
     PHASES = ("collect", "update", "evaluate", "log_and_save", "final_files")
 
-
-    def __init__(self, args: Any, run_dir: Path, global_step: int, episodes_done: int, elapsed: float,
-                 columns: tuple[str, ...] = ()):
+    def __init__(self, args: Any, run_dir: Path, global_step: int, episodes_done: int, elapsed: float):
         tqdm = progress_bar_class()
         from visualdl import LogWriter
         self.args = args

@@ -1,7 +1,8 @@
-"""The books of one training run, as `train` uses them: `Run` owns the run's counters
-(`Progress`), its folders, the logbook, the best-policy keeper, the checkpoint and the stop
-signal, and makes each rollout a unit that a stop undoes (`Run.rollout`). The run's state is
-its parts' (`Run.parts`): what a checkpoint writes, a resume loads and an undo point holds.
+"""The books of one training run, as `train` uses them: `Run` holds the run's counters
+(`Progress`, which `train` moves), its folder, the logbook, the best-policy keeper, the
+checkpoint and the stop signal, and makes each rollout a unit that a stop undoes
+(`Run.rollout`). The run's state is its parts' (`Run.parts`): what a checkpoint writes, a
+resume loads and an undo point holds.
 Imports numpy and the toolbox's `acting`, `best_policy`, `checkpoint`, `errors`, `evaluation`, `figures`,
 `logbook`, `param_files`, `run_folder`, `run_state`, `stopping` and `undo`."""
 from __future__ import annotations
@@ -32,9 +33,10 @@ from .undo import UndoPoint
 
 @dataclasses.dataclass
 class Progress:
-    """Where a run stands: the training loop's counters, owned by its `Run`. Each count has one
-    owner: the agent counts its gradient steps, the keeper when the next evaluation is due, the
-    logbook the seconds; all are in the run's state."""
+    """Where a run stands: the training loop's counters, held by its `Run` and moved by the
+    script's `train` (steps and rollouts) and `Run.record_step` (episodes). The agent counts
+    its gradient steps, the keeper when the next evaluation is due, the logbook the seconds;
+    all are in the run's state."""
 
     global_step: int = 0    # env steps so far, all envs together
     episodes_done: int = 0  # training episodes finished
@@ -55,7 +57,7 @@ class Run:
     def __init__(self, args: Any, agent: Agent, bonus: HasState | None, envs: Any, changed: dict[str, Any], device: str,
                  checkpoint: dict[str, Any] | None = None,
                  on_evaluation: Callable[[int, dict[str, Any]], bool] | None = None,
-                 trusted_env: str | None = None, hparams: tuple[str, ...] = ()):
+                 trusted_env: str | None = None):
         if not isinstance(agent, Agent):  # a renamed attribute fails here, not deep in a run
             raise TypeError(f"{type(agent).__name__} lacks what ppo_toolbox.run_state.Agent names")
         self.args, self.agent, self.bonus, self.envs, self.on_evaluation = args, agent, bonus, envs, on_evaluation
@@ -77,7 +79,7 @@ class Run:
                 print(f"training {args.env_id} on {device} (PaddlePaddle {paddle.__version__}) into {self.net_dir}",
                       file=sys.stderr)
             self.log = Logbook(args, self.log_dir, self.progress.global_step, self.progress.episodes_done,
-                               0.0 if checkpoint is None else checkpoint["elapsed"], hparams)
+                               0.0 if checkpoint is None else checkpoint["elapsed"])
         except BaseException:
             self.folder.release()
             raise
@@ -85,8 +87,6 @@ class Run:
         self.reached = False          # --target-return reached, or on_evaluation asked to stop
         self.evaluated = False        # in the rollout under way
         self.collected_at = time.perf_counter()
-        space = envs.single_observation_space  # a 2-D bounded one (MountainCar's) is drawn as maps
-        self.map_box = (space.low, space.high) if space.shape == (2,) and space.is_bounded() else None
 
     def __enter__(self) -> Run:
         self.stop.__enter__()
@@ -132,65 +132,73 @@ class Run:
         holds an update boundary. A stop while files are written lets them finish."""
         undo = UndoPoint(self.parts())
         self.evaluated = False
-        self.stop.arm()
         try:
-            yield
-            self.stop.keep()
-            self._commit()
+            with self.stop.armed():
+                yield
         except StopRequested:
             undo.restore()
             self.log.discard()
-        finally:
-            self.stop.keep()
+        else:
+            self._commit()
 
     def record_step(self, reward: np.ndarray, done: np.ndarray) -> None:
-        """Count one step of every env; log the episodes that ended (with the env's own reward)."""
+        """Log the step's rewards and the episodes that ended (with the env's own reward, at
+        the step `train` has counted), and count those episodes."""
         p = self.progress
-        p.global_step += self.args.num_envs
         self.log.record_step(reward, done, p.global_step, p.episodes_done)
         p.episodes_done += int(done.sum())
         self.collected_at = time.perf_counter()
 
+    def check_finite(self, stats: dict[str, Any]) -> None:
+        """Stop the run if an update's statistics or the weights became NaN or infinite: the
+        files on disk stay those from before (raises TrainingDiverged)."""
+        bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
+        if bad or not all(np.isfinite(t.numpy()).all() for t in self.agent.params):
+            raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite "
+                                   f"at rollout {self.progress.rollouts}")
+
     def log_update(self, stats: dict[str, Any]) -> None:
-        """Check an update (a NaN stops the run: the files on disk stay those from before) and log it."""
+        """Log an update: its losses and diagnostics, and where the rollout's seconds went."""
         self.log.lap("collect", self.collected_at)
         self.log.lap("update")
         agent, p = self.agent, self.progress
-        p.rollouts += 1
-        bad = [k for k, v in stats.items() if not np.all(np.isfinite(v))]
-        if bad or not all(np.isfinite(t.numpy()).all() for t in agent.params):
-            raise TrainingDiverged(f"{bad[0] if bad else 'a weight'} became NaN or infinite at rollout {p.rollouts}")
         self.log.record_update(stats, agent.optimizer.get_lr(), agent.gradient_steps, p.global_step, p.episodes_done)
 
     def evaluation_due(self) -> bool:
         return self.keeper.due(self.progress.global_step, self.budget_spent())
 
     def evaluate_and_keep_best(self) -> None:
-        """Evaluate the greedy policy (a stop interrupts that at once), keep it if it is the
-        best so far, and log it; stop the run at --target-return or when `on_evaluation` says."""
-        agent, p = self.agent, self.progress
-        result = self.keeper.evaluate(agent)
-        self.stop.keep()  # from here on this rollout is kept
+        """Evaluate the greedy policy (a stop interrupts that at once), record it (the keeper
+        keeps it if it is the best so far) and log it with its maps; the run ends at
+        --target-return or when `on_evaluation` says."""
+        step = self.progress.global_step
+        result = self.keeper.evaluate(self.agent)
+        self.stop.disarm()  # from here on this rollout is kept
         self.log.lap("evaluate")
         self.evaluated = True
-        self.keeper.keep(result, agent, p.global_step, self.log.seconds())
-        images = {} if self.map_box is None else \
-            policy_value_images(NumpyNet(agent.actor_net), NumpyNet(agent.critic_net), *self.map_box)
-        self.log.record_evaluation(result, p.global_step, images)
-        target = self.args.target_return
-        if self.on_evaluation is not None and self.on_evaluation(p.global_step, result):
+        self.keeper.record(result, self.agent, step, self.log.seconds())
+        self.log.record_evaluation(result, step, self._maps())
+        if self.on_evaluation is not None and self.on_evaluation(step, result):
             self.reached = True
-        elif target is not None and result["mean_return"] >= target:
-            self.log.bar.write(f"eval mean return {result['mean_return']:.1f} >= target {target} "
-                               f"at step {p.global_step}: stopping")
+        elif self.keeper.reached_target(result):
+            self.log.bar.write(f"eval mean return {result['mean_return']:.1f} >= target {self.args.target_return} "
+                               f"at step {step}: stopping")
             self.reached = True
+
+    def _maps(self) -> dict[str, np.ndarray]:
+        """The policy and value maps, for VisualDL, where the observations are 2-D and bounded (MountainCar's)."""
+        space = self.envs.single_observation_space
+        if space.shape != (2,) or not space.is_bounded():
+            return {}
+        actor, critic = NumpyNet(self.agent.actor_net), NumpyNet(self.agent.critic_net)
+        return policy_value_images(actor, critic, space.low, space.high)
 
     def save_due(self) -> bool:
         return bool(self.args.save_every) and self.progress.rollouts % self.args.save_every == 0
 
     def save(self) -> None:
         """A numbered snapshot pair (only the --keep-snapshots newest stay) and the checkpoint."""
-        self.stop.keep()
+        self.stop.disarm()
         self.agent.save_param(self.net_dir, f"_{self.progress.rollouts:06d}")
         for role in ("actor_net", "critic_net"):
             numbered = sorted(self.net_dir.glob(f"{role}_[0-9]*.param"))

@@ -1,9 +1,10 @@
 """Ctrl-C and SIGTERM as a clean stop: `StopSignal`. Imports the standard library only."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 
 class StopRequested(Exception):
@@ -13,16 +14,16 @@ class StopRequested(Exception):
 class StopSignal:
     """Ctrl-C and SIGTERM as a request to stop, for as long as the `with` block runs (a
     second one stops at once, with KeyboardInterrupt). Unarmed, a stop is only noted
-    (`requested`). Armed (`arm()`, during a rollout and its update, which can take long),
-    it raises StopRequested at once and the caller undoes what it was doing; `keep()`
-    disarms it once work is being kept (files written), so that a stop lets that finish.
+    (`requested`). Armed (`with armed():`, during a rollout and its update, which can take
+    long), it raises StopRequested at once and the caller undoes what it was doing; `disarm()`
+    once work is being kept (files written), so that a stop lets that finish.
     Python lets only the main thread install handlers; a run in another thread stops with
     its process instead."""
 
     def __init__(self) -> None:
         self.signum = 0
         self.handlers: dict[int, Any] = {}
-        self.armed = False
+        self.is_armed = False
 
     @property
     def requested(self) -> bool:
@@ -38,13 +39,18 @@ class StopSignal:
             signal.signal(sig, handler)
         self.handlers = {}
 
-    def arm(self) -> None:
-        """From now on a stop raises StopRequested at once."""
-        self.armed = True
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """In the block, until `disarm()`, a stop raises StopRequested at once."""
+        self.is_armed = True
+        try:
+            yield
+        finally:
+            self.is_armed = False
 
-    def keep(self) -> None:
+    def disarm(self) -> None:
         """From now on a stop is only noted: what is being done is kept and finishes."""
-        self.armed = False
+        self.is_armed = False
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.signum:  # the second one
@@ -52,6 +58,6 @@ class StopSignal:
             stop.signum = signum
             raise stop
         self.signum = signum
-        if self.armed:
-            self.armed = False
+        if self.is_armed:
+            self.is_armed = False
             raise StopRequested

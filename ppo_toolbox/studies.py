@@ -105,32 +105,9 @@ def _storage(storage: str | None, default_journal: Path | None, create: bool) ->
                          "mysql://..., sqlite:///study.db) nor a .journal file")
     try:
         if storage and "://" in storage:
-            url, connect = storage, {}
-            if storage.startswith(("postgresql://", "postgres://")):
-                connect = {"connect_timeout": 10}
-                try:  # the README's driver, psycopg 3 (SQLAlchemy 2.0's default would be psycopg2)
-                    import psycopg  # noqa: F401
-                    url = "postgresql+psycopg://" + storage.split("://", 1)[1]
-                except ImportError:
-                    pass
-            for attempt in range(3):  # workers starting together on an empty database race to make its tables
-                try:
-                    backend = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect},
-                                                         skip_table_creation=not create)
-                    break
-                except Exception as e:  # noqa: BLE001
-                    if attempt == 2 or "duplicate" not in str(e).lower() and "exists" not in str(e).lower():
-                        raise
-                    time.sleep(1)
+            backend = _database(storage, create)
         else:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-            path = Path(storage or default_journal)
-            if path.exists() and not path.is_file():  # a FIFO would hang the journal's reader
-                raise UsageError(f"the study journal {path} is not a regular file; pass another --storage")
-            if not create and not path.is_file():
-                raise UsageError(f"no study at {path}; run tune first")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalStorage(JournalFileBackend(str(path)))
+            backend = _journal(Path(storage or default_journal), create)
         return backend, optuna.get_all_study_names(backend)
     except UsageError:
         raise
@@ -139,6 +116,38 @@ def _storage(storage: str | None, default_journal: Path | None, create: bool) ->
         first = said.splitlines()[0][:160] if said else type(e).__name__
         raise UsageError(masked(f"cannot open the study storage {storage or 'file'} ({first}); check the URL, "
                                 "e.g. postgresql://user:password@host/dbname, and that the server is reachable", storage)) from None
+
+
+def _database(url: str, create: bool) -> Any:
+    """Optuna's storage in a database (PostgreSQL through psycopg 3 where it is installed)."""
+    import optuna
+    connect = {}
+    if url.startswith(("postgresql://", "postgres://")):
+        connect = {"connect_timeout": 10}
+        try:  # the README's driver, psycopg 3 (SQLAlchemy 2.0's default would be psycopg2)
+            import psycopg  # noqa: F401
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        except ImportError:
+            pass
+    for attempt in range(3):  # workers starting together on an empty database race to make its tables
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect},
+                                              skip_table_creation=not create)
+        except Exception as e:  # noqa: BLE001
+            if attempt == 2 or "duplicate" not in str(e).lower() and "exists" not in str(e).lower():
+                raise
+            time.sleep(1)
+
+
+def _journal(path: Path, create: bool) -> Any:
+    """Optuna's storage in a journal file, a regular one (a FIFO would hang the journal's reader)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    if path.exists() and not path.is_file():
+        raise UsageError(f"the study journal {path} is not a regular file; pass another --storage")
+    if not create and not path.is_file():
+        raise UsageError(f"no study at {path}; run tune first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def as_flags(settings: dict[str, Any]) -> list[str]:

@@ -122,7 +122,7 @@ def _train_seeds(trial: Any, base: pm.Args, params: dict[str, Any], seeds: list[
         _stop_if_asked()
         try:  # a stopped trial's "resume with" line would not continue the study: tune says how
             with contextlib.redirect_stderr(io.StringIO()):
-                summary = pm.train(args, on_evaluation=report, hparams=tuple(params))
+                summary = pm.train(args, on_evaluation=report)
         except (UsageError, TrainingDiverged) as e:  # settings that cannot work: no score
             trial.set_user_attr("invalid", str(e))
             raise optuna.TrialPruned(str(e)) from None
@@ -250,15 +250,7 @@ def default_study_name(base: pm.Args, space_file: str | None, objective: str = "
 def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any]) -> int:
     """`tune`: the study, its workers (one process each) and the report. `base` is the
     training settings of the command line, `given` the flags typed (fixed for every trial)."""
-    if not (0 < ns.trials <= 100_000 and 0 < ns.jobs <= 64 and 0 < ns.seeds <= 100):
-        raise UsageError("--trials must be in 1..100,000, --jobs in 1..64 and --seeds in 1..100, "
-                         "e.g. --trials 50 --jobs 2 --seeds 3")
-    validate(base)
-    if base.eval_every <= 0:
-        raise UsageError("tune scores the periodic evaluations: --eval-every must be > 0, e.g. 4096")
-    if ns.study is not None and not (0 < len(ns.study) <= 80 and all(c.isalnum() or c in "._-" for c in ns.study)
-                                     and ns.study.strip(".")):
-        raise UsageError("--study must be a plain name of at most 80 letters, digits and . _ - (not only dots)")
+    _check_tune_flags(ns, base)
     storage = ns.storage or (os.environ.get(STORAGE_ENV) if ns.worker else None)
     if ns.show:  # the study's name alone finds it: its own flags are stored with it
         study_name = ns.study or newest_study(storage, base.logdir)
@@ -270,35 +262,54 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
     study_name = ns.study or default_study_name(base, ns.space, ns.objective)
     objective_of(ns.objective)  # refused before anything is made
     study = open_study(storage, study_name, base.logdir, space, given, objective=ns.objective)
-    report = lambda: tune_report(study, as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json")  # noqa: E731
-    seeds = list(range(1, ns.seeds + 1))
     if ns.worker:
         import paddle
         stop_with_parent()
         paddle.base.core.set_num_threads(1)
         try:
-            tune_worker(study, base, space, seeds, ns.trials, ns.objective)
+            tune_worker(study, base, space, list(range(1, ns.seeds + 1)), ns.trials, ns.objective)
         except KeyboardInterrupt:
             return 130
         return 0
-    import optuna
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    command = worker_command(argv)
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
     print(f"study '{study_name}': {ns.trials} trials of {ns.seeds} seed{'s' * (ns.seeds != 1)}, {ns.jobs} at a time; "
           f"storage: {masked(storage, storage) if storage else Path(base.logdir) / 'tune' / (study_name + '.journal')}",
           file=sys.stderr)
+    code = run_workers(study, worker_command(argv), storage, ns.jobs, ns.trials)
+    if code == 0:
+        print(tune_report(study, as_flags(given), Path(base.logdir) / "tune" / f"{study_name}_best.json"))
+    return code
+
+
+def _check_tune_flags(ns: Any, base: pm.Args) -> None:
+    """tune's own flags, and the training settings it needs (periodic evaluations to score)."""
+    if not (0 < ns.trials <= 100_000 and 0 < ns.jobs <= 64 and 0 < ns.seeds <= 100):
+        raise UsageError("--trials must be in 1..100,000, --jobs in 1..64 and --seeds in 1..100, "
+                         "e.g. --trials 50 --jobs 2 --seeds 3")
+    validate(base)
+    if base.eval_every <= 0:
+        raise UsageError("tune scores the periodic evaluations: --eval-every must be > 0, e.g. 4096")
+    if ns.study is not None and not (0 < len(ns.study) <= 80 and all(c.isalnum() or c in "._-" for c in ns.study)
+                                     and ns.study.strip(".")):
+        raise UsageError("--study must be a plain name of at most 80 letters, digits and . _ - (not only dots)")
+
+
+def run_workers(study: Any, command: list[str], storage: str | None, jobs: int, trials: int) -> int:
+    """Start `jobs` workers running `command` and show the study's progress until they end;
+    a Ctrl-C or SIGTERM stops them cleanly (their trials to be run again). The exit code."""
+    import optuna
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
     # each worker in its own session (POSIX): a Ctrl-C reaches this process only, which passes it
     # on once; its stdin a pipe this process holds, closed when it ends (see stop_with_parent)
     workers = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, **(
-        {"start_new_session": True} if os.name == "posix" else {})) for _ in range(ns.jobs)]
+        {"start_new_session": True} if os.name == "posix" else {})) for _ in range(jobs)]
     done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731
-    bar = trials_bar(ns.trials, done())
+    bar = trials_bar(trials, done())
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while any(w.poll() is None for w in workers):
             time.sleep(0.5)
-            bar.update(min(done(), ns.trials) - bar.n)
+            bar.update(min(done(), trials) - bar.n)
             if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
                 bar.set_postfix(best=f"{study.best_value:.1f}", refresh=False)
     except KeyboardInterrupt:
@@ -311,18 +322,15 @@ def tune_command(ns: Any, argv: list[str], base: pm.Args, given: dict[str, Any])
             except subprocess.TimeoutExpired:
                 w.kill()
         bar.close()
-        print(f"interrupted: {done()} of {ns.trials} trials finished; run the same command to continue",
+        print(f"interrupted: {done()} of {trials} trials finished; run the same command to continue",
               file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    bar.update(min(done(), ns.trials) - bar.n)
+    bar.update(min(done(), trials) - bar.n)
     bar.close()
     failed = [w.returncode for w in workers if w.returncode]
     if failed:
         print(f"error: a tune worker failed (exit code {failed[0]}); its message is above", file=sys.stderr)
         return 1
-    print(report())
     return 0
-
-

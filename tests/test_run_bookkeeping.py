@@ -40,7 +40,7 @@ def test_visualdl_records_hold_the_maps_and_the_hyperparameters(outdirs):
     assert values["steps"] == args.total_timesteps and values["bs"] == args.batch_size
     # the same 8 columns whatever the run changed (here num_envs and update_epochs, which are
     # in the run's name), so that VisualDL's rows line up
-    assert list(values) == ["preset", "env", "seed", "steps", "alr", "ent", "h", "bs"]
+    assert list(values) == ["preset", "env", "seed", "steps", "bs", "alr", "ent", "h"]  # in Args' order
     assert "envs=" in summary["run_name"] and "epochs=" in summary["run_name"]
     [text] = reader.get_data("text", "run_name")  # the whole name, which the run list cuts
     assert text.text.encoded_text_string == summary["run_name"]
@@ -111,7 +111,8 @@ def test_unwritable_output_folder_is_a_usage_error_and_nothing_is_lost(tmp_path)
         assert blocker.read_text() == "keep me"
 
 
-def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("poison, named", [("weights", "a weight"), ("stats", "value_loss")])
+def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch, capsys, poison, named):
     dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
     real_update = pm.PPO.update
     calls = {"n": 0}
@@ -119,14 +120,17 @@ def test_nan_stops_training_and_keeps_the_last_good_files(tmp_path, monkeypatch)
     def poisoned(self):
         stats = real_update(self)
         calls["n"] += 1
-        if calls["n"] == 3:  # the third update blows up
+        if calls["n"] == 3 and poison == "weights":  # the third update blows up
             w = self.actor_net.net[0].weight
             w.set_value(np.full(w.shape, np.nan, np.float32))
+        elif calls["n"] == 3:  # or only its statistics
+            stats["value_loss"] = stats["value_loss"] * np.inf
         return stats
 
     monkeypatch.setattr(pm.PPO, "update", poisoned)
     code = ppo_cli.main(["--total-timesteps", "4096", "--save-every", "1", *QUICK, *dirs])
     assert code == 1
+    assert f"{named} became NaN or infinite at rollout 3" in capsys.readouterr().err  # counted before the check
     net = next((tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")).parent
     ckpt = load_checkpoint(net / checkpoint.CHECKPOINT)
     assert ckpt["counters"]["rollouts"] == 2  # the last good one
@@ -192,6 +196,8 @@ def test_stop_and_resume_at_an_update_boundary_gives_the_same_weights(tmp_path):
     half = pm.train(pm.Args(**COMMON, total_timesteps=512, logdir=str(tmp_path / "e"), param_dir=str(tmp_path / "b")))
     resumed = pm.resume(half["checkpoint"], total_timesteps=1024)
     assert resumed["global_step"] == whole["global_step"] == 1024
+    # the counters `train` moves go on from the checkpoint's: the unbroken run's at the end
+    assert (resumed["rollouts"], resumed["episodes_done"]) == (whole["rollouts"], whole["episodes_done"]) == (4, 4)
     a, b = final_weights(whole), final_weights(resumed)
     assert all(np.array_equal(a[k], b[k]) for k in a)
 

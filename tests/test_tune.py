@@ -280,8 +280,7 @@ def test_the_objective_scores_a_trial_by_its_seeds_robustly(tmp_path, monkeypatc
             ppo_tune.objective_of(bad)
     # a trial of two seeds scores the worst of them (training stood in for: seed s evaluates at
     # -100 - 10 s, then -90 - 10 s), and keeps each seed's score
-    def fake_train(args, on_evaluation, hparams):
-        assert hparams == ("actor_lr",)
+    def fake_train(args, on_evaluation):
         for step, ret in ((512, -100.0 - 10 * args.seed), (1024, -90.0 - 10 * args.seed)):
             on_evaluation(step, {"mean_return": ret})
         return {"interrupted": 0}
@@ -332,7 +331,7 @@ def test_every_password_a_url_can_carry_is_masked(password, tmp_path, capsys):
 def test_an_interrupted_trial_runs_again_with_the_same_settings_and_leaves_no_runs(tmp_path, monkeypatch):
     stops = [2]  # the first run is stopped by a signal (SIGINT) after its first evaluation; the rest finish
 
-    def fake_train(args, on_evaluation, hparams):
+    def fake_train(args, on_evaluation):
         for folder in (Path(args.logdir) / args.run_name, Path(args.param_dir) / args.run_name):
             folder.mkdir(parents=True)
             (folder / "part").write_text("written before the stop")
