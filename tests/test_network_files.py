@@ -1,6 +1,6 @@
 """A network file from anyone (ppo_toolbox/network_files.py): an env id never imports a module unless the command line
 says so; a description or weights that do not fit are refused before anything is built; every failure is one line
-and exit code 2. How the file itself is read: test_param_reader.py."""
+and exit code 2. How the file itself is read: test_param_grammar.py."""
 import os
 import subprocess
 import sys
