@@ -263,9 +263,7 @@ def test_the_list_of_test_files_is_the_folders(name):
 # A maintainer finds a toolbox module's tests in tests/test_<module>.py. These modules have none to
 # test (names only); those below keep their tests, for now, in the file named beside them.
 NO_BEHAVIOUR = {"__init__", "errors"}
-TESTS_ELSEWHERE = {"run": "test_run_bookkeeping.py", "stopping": "test_run_bookkeeping.py",
-                   "best_policy": "test_run_bookkeeping.py", "folders": "test_run_bookkeeping.py",
-                   "studies": "test_tune.py"}
+TESTS_ELSEWHERE = {"run": "test_run_bookkeeping.py", "folders": "test_run_bookkeeping.py", "studies": "test_tune.py"}
 
 
 def test_every_toolbox_module_with_behaviour_has_a_test_file_named_after_it():
