@@ -151,7 +151,8 @@ def losses_figure(scalars: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
         ax.set(title=name, xlabel="minibatch update" if tag.startswith("loss/") else "environment steps")
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.xaxis.set_major_locator(MaxNLocator(5))  # a few short labels: they ran together
-    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", ncols=2, fontsize=9, frameon=False)
+    # ncol, not ncols: matplotlib 3.5, the floor, knows only ncol
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(f"Losses and update health: {title}", x=0.07, ha="left", fontsize=10)
     return fig
 

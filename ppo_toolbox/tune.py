@@ -299,34 +299,39 @@ def run_workers(study: Any, command: list[str], storage: str | None, jobs: int, 
     import optuna
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **({STORAGE_ENV: storage} if storage else {}))
-    # each worker in its own session (POSIX): a Ctrl-C reaches this process only, which passes it
-    # on once; its stdin a pipe this process holds, closed when it ends (see stop_with_parent)
-    workers = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, **(
-        {"start_new_session": True} if os.name == "posix" else {})) for _ in range(jobs)]
-    done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731
-    bar = trials_bar(trials, done())
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # a Ctrl-C or SIGTERM is noted and acted on in the loop below: raised as an exception, it
+    # could land in a __del__ (tqdm's), where Python drops it, and the workers would run on
+    stopped: list[int] = []
+    noted = {sig: signal.signal(sig, lambda signum, frame: stopped.append(signum))
+             for sig in (signal.SIGINT, signal.SIGTERM)} if threading.current_thread() is threading.main_thread() else {}
     try:
-        while any(w.poll() is None for w in workers):
+        # each worker in its own session (POSIX): a Ctrl-C reaches this process only, which passes it
+        # on once; its stdin a pipe this process holds, closed when it ends (see stop_with_parent)
+        workers = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, **(
+            {"start_new_session": True} if os.name == "posix" else {})) for _ in range(jobs)]
+        done = lambda: len(study.get_trials(deepcopy=False, states=finished))  # noqa: E731
+        bar = trials_bar(trials, done())
+        while not stopped and any(w.poll() is None for w in workers):
             time.sleep(0.5)
             bar.update(min(done(), trials) - bar.n)
             if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
                 bar.set_postfix(best=f"{study.best_value:.1f}", refresh=False)
-    except KeyboardInterrupt:
-        for w in workers:
-            if w.poll() is None and os.name == "posix":  # elsewhere the Ctrl-C reached them too
-                w.send_signal(signal.SIGINT)  # the running trials stop cleanly, to be run again
-        for w in workers:
-            try:
-                w.wait(60)
-            except subprocess.TimeoutExpired:
-                w.kill()
-        bar.close()
-        print(f"interrupted: {done()} of {trials} trials finished; run the same command to continue",
-              file=sys.stderr)
-        return 130
+        if stopped:
+            for w in workers:
+                if w.poll() is None and os.name == "posix":  # elsewhere the Ctrl-C reached them too
+                    w.send_signal(signal.SIGINT)  # the running trials stop cleanly, to be run again
+            for w in workers:
+                try:
+                    w.wait(60)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+            bar.close()
+            print(f"interrupted: {done()} of {trials} trials finished; run the same command to continue",
+                  file=sys.stderr)
+            return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in noted.items():
+            signal.signal(sig, handler)
     bar.update(min(done(), trials) - bar.n)
     bar.close()
     failed = [w.returncode for w in workers if w.returncode]

@@ -1,4 +1,7 @@
 """Helpers shared by the test files: the repo's paths, small run settings, the command line."""
+import contextlib
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +10,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import ppo_mountaincar as pm
 from ppo_toolbox import checkpoint, figures
+from ppo_toolbox import cli as ppo_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "param" / "pretrained" / "actor_net.param"
@@ -22,6 +26,20 @@ def cli(*argv: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.Comple
     """Run `python ppo_mountaincar.py ARGV` in a fresh process."""
     return subprocess.run([sys.executable, str(ROOT / "ppo_mountaincar.py"), *argv], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def in_process(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`cli(*argv)` without a fresh process (about 3 s less): the command line's main() in this
+    one, its output captured. Where a fresh process proves nothing more: the same lines, the
+    same exit code."""
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = ppo_cli.main(list(argv))
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["ppo_mountaincar.py", *argv], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:

@@ -13,7 +13,7 @@ import ppo_mountaincar as pm
 from ppo_toolbox import cli as ppo_cli
 import pytest
 
-from helpers import cli, one_line_error
+from helpers import cli, in_process, one_line_error
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -125,7 +125,7 @@ def test_absurd_sizes_are_refused_at_once_and_touch_nothing(argv, words, tmp_pat
     dirs = ["--param-dir", str(tmp_path / "param"), "--logdir", str(tmp_path / "exp")] if argv[0] not in (
         "eval", "replay") else ([] if argv[0] == "eval" else ["--out", str(tmp_path / "r.gif")])
     start = time.perf_counter()
-    assert words in one_line_error(cli(*argv, *dirs, timeout=120))
+    assert words in one_line_error(in_process(*argv, *dirs))  # the line and code the command ends with
     assert time.perf_counter() - start < 60
     assert (net / "actor_net.param").read_bytes() == b"precious"
     assert sorted(os.listdir(tmp_path)) == ["param"]
@@ -205,16 +205,35 @@ def test_eval_into_a_closed_pipe_is_quiet():
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("sig", [2, 15])  # SIGINT, SIGTERM
+# The signal comes at a given point of the replay, whatever the machine's speed: the program
+# itself sends it while it draws the second episode's first frame (SIGINT), or once the GIF is
+# fully written to its temporary file, before it is renamed (SIGTERM).
+_SIGNAL_IN_REPLAY = """
+import os, runpy, sys
+sys.path.insert(0, {root!r})
+import ppo_toolbox.replay as replay
+caption, atomic_write = replay._caption, replay.atomic_write
+def signal_at_episode_2(frame, text):
+    if text.startswith("episode 2/"):
+        os.kill(os.getpid(), 2)
+    return caption(frame, text)
+def signal_once_written(path, write):
+    return atomic_write(path, lambda tmp: (write(tmp), os.kill(os.getpid(), 15)))
+replay._caption, replay.atomic_write = signal_at_episode_2, signal_once_written
+sys.argv = {argv!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("sig", [2, 15])  # SIGINT (in an episode), SIGTERM (the GIF written, not yet renamed)
 def test_a_signal_during_replay_is_one_line_and_leaves_no_half_gif(tmp_path, sig):
     out = tmp_path / "r.gif"
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "ppo_mountaincar.py"), "replay",
-                             "param/pretrained/actor_net.param", "--episodes", "20", "--out", str(out)],
-                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(7)  # past the imports (2-4 s), well inside the 20 episodes (about 17 s)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig and err.strip() == "interrupted", err
+    root = str(Path(__file__).resolve().parents[1])
+    argv = [str(Path(root) / "ppo_mountaincar.py"), "replay", "param/pretrained/actor_net.param",
+            "--episodes", "2" if sig == 2 else "1", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_IN_REPLAY.format(root=root, argv=argv)],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + sig and proc.stderr.strip() == "interrupted", proc.stderr
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
 

@@ -1,4 +1,4 @@
-"""Evaluation, replay and figures (ppo_toolbox/evaluation.py, replay.py, figures.py): the shipped policy, GIFs, plots, and a real
+"""Evaluation (ppo_toolbox/evaluation.py): the shipped policy, what counts as solved, and a real
 VisualDL server serving a real run."""
 import dataclasses
 import io
@@ -44,63 +44,6 @@ def test_eval_matches_gymnasiums_own_env():
     fast = pm.evaluate(policy, "MountainCar-v0", 20, 123)
     slow = pm.evaluate(policy, "MountainCar-v0", 20, 123, fast=False)
     assert fast == slow
-
-
-def test_replay_writes_a_gif_in_which_the_car_reaches_the_flag(tmp_path):
-    out = tmp_path / "replay.gif"
-    proc = cli("replay", str(PRETRAINED), "--episodes", "2", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("(flag reached)") == 2 and f"wrote {out}" in proc.stdout
-    gif = Image.open(out)
-    assert gif.n_frames > 2 * 40 and gif.size == (600, 400)
-    # the last frame of the last episode shows the car at the flag, on the right
-    gif.seek(gif.n_frames - 1)
-    last = np.asarray(gif.convert("RGB")).astype(int)
-    first = (gif.seek(0), np.asarray(gif.convert("RGB")).astype(int))[1]
-    changed = np.abs(last - first).sum(2) > 60
-    changed[-30:] = False  # ignore the caption
-    cols = np.flatnonzero(changed.any(0))
-    # the car is drawn near pixel 567 at the flag (x=0.5) and left of 270 at any start
-    assert cols.size and cols.max() > 520
-
-
-def test_replay_without_a_display_refuses_a_window(tmp_path, monkeypatch):
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(pm.UsageError, match="needs a display"):
-        pm.replay(PRETRAINED, render="human")
-
-
-def test_plot_draws_the_figures_of_a_run(tmp_path):
-    args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=2048,
-                   eval_every=1024, eval_episodes=5, quiet=True, logdir=str(tmp_path / "exp"),
-                   param_dir=str(tmp_path / "param"))
-    summary = pm.train(args)  # plots at the end, into the run's folder
-    img = Path(summary["run_dir"]) / "img"
-    names = {"training_curve.png", "losses.png", "policy_value.png"}
-    assert {p.name for p in img.iterdir()} == names
-    for p in img.iterdir():
-        im = Image.open(p)
-        assert im.size[0] > 600 and np.asarray(im.convert("L")).std() > 10  # not blank
-    # and again from the logs, through the command line
-    proc = cli("plot", "--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param"),
-               "--out", str(tmp_path / "again"))  # the run's own actor draws the maps
-    assert proc.returncode == 0, proc.stderr
-    assert {Path(line).name for line in proc.stdout.split()} == names
-
-
-def test_figures_leave_a_notebooks_matplotlib_backend_alone(tmp_path):
-    import matplotlib
-    before = matplotlib.get_backend()
-    matplotlib.use("svg")  # stands for a notebook's inline backend
-    try:
-        args = pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
-                       eval_every=0, quiet=True, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
-        summary = pm.train(args)  # plots at the end
-        assert (Path(summary["run_dir"]) / "img" / "policy_value.png").is_file()
-        assert matplotlib.get_backend() == "svg"
-    finally:
-        matplotlib.use(before)
 
 
 def free_port() -> int:

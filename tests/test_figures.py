@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from ppo_toolbox import cli as ppo_cli
 from ppo_toolbox import figures
 import pytest
+from PIL import Image
 
 from helpers import PRETRAINED
 
@@ -92,3 +93,35 @@ def test_plot_refuses_records_that_are_not_a_regular_file(tmp_path, capsys):
     assert codes == [2]
     assert capsys.readouterr().err == f"error: {run / 'vdlrecords.1.log'} is not a regular file; pass a run folder " \
                                       "whose records are files\n"
+
+
+def test_plot_draws_the_figures_of_a_run(tmp_path, capsys):
+    args = pm.Args(num_envs=4, num_steps=64, batch_size=128, update_epochs=1, total_timesteps=2048,
+                   eval_every=1024, eval_episodes=5, quiet=True, logdir=str(tmp_path / "exp"),
+                   param_dir=str(tmp_path / "param"))
+    summary = pm.train(args)  # plots at the end, into the run's folder
+    img = Path(summary["run_dir"]) / "img"
+    names = {"training_curve.png", "losses.png", "policy_value.png"}
+    assert {p.name for p in img.iterdir()} == names
+    for p in img.iterdir():
+        im = Image.open(p)
+        assert im.size[0] > 600 and np.asarray(im.convert("L")).std() > 10  # not blank
+    # and again from the logs, through the command line
+    capsys.readouterr()
+    assert ppo_cli.main(["plot", "--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param"),
+                         "--out", str(tmp_path / "again")]) == 0  # the run's own actor draws the maps
+    assert {Path(line).name for line in capsys.readouterr().out.split()} == names
+
+
+def test_figures_leave_a_notebooks_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline backend
+    try:
+        args = pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
+                       eval_every=0, quiet=True, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
+        summary = pm.train(args)  # plots at the end
+        assert (Path(summary["run_dir"]) / "img" / "policy_value.png").is_file()
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)

@@ -14,7 +14,7 @@ import ppo_mountaincar as pm
 from ppo_toolbox import network_files, param_files
 import pytest
 
-from helpers import ROOT, TutorialActor, TutorialCritic, cli, one_line_error
+from helpers import ROOT, TutorialActor, TutorialCritic, cli, in_process, one_line_error
 
 
 def test_param_round_trip_gives_identical_outputs(tmp_path):
@@ -79,10 +79,10 @@ def test_tutorial_actor_maps_output_for_output(tutorial_files):
 
 def test_tutorial_files_work_in_every_command(tutorial_files, tmp_path):
     _, _, actor_path, _ = tutorial_files
-    proc = cli("eval", str(actor_path), "--episodes", "5")
+    proc = in_process("eval", str(actor_path), "--episodes", "5")
     assert proc.returncode == 0, proc.stderr
     assert "MountainCar-v0, 5 episodes" in proc.stdout and "original tutorial" in proc.stderr
-    proc = cli("replay", str(actor_path), "--episodes", "1", "--out", str(tmp_path / "r.gif"))
+    proc = in_process("replay", str(actor_path), "--episodes", "1", "--out", str(tmp_path / "r.gif"))
     assert proc.returncode == 0 and (tmp_path / "r.gif").stat().st_size > 1000, proc.stderr
     # plot: the figures of a run, the maps from the tutorial's actor and its critic beside it
     run = pm.train(pm.Args(num_envs=2, num_steps=32, batch_size=64, update_epochs=1, total_timesteps=64,
@@ -163,12 +163,12 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path, trained):
     cases = [(empty, "empty"), (corrupt, ".param"), (truncated, "truncated"), (critic, "critic file"),
              (tmp_path / "missing.param", "no such file")]
     for path, words in cases:
-        assert words in one_line_error(cli("eval", str(path)))
+        assert words in one_line_error(in_process("eval", str(path)))
     # an actor trained on CartPole does not fit MountainCar
-    line = one_line_error(cli("eval", str(trained["CartPole-v1"]), "--env-id", "MountainCar-v0"))
+    line = one_line_error(in_process("eval", str(trained["CartPole-v1"]), "--env-id", "MountainCar-v0"))
     assert "does not fit MountainCar-v0" in line
     # and in its own env it evaluates
-    assert cli("eval", str(trained["CartPole-v1"]), "--episodes", "3").returncode == 0
+    assert in_process("eval", str(trained["CartPole-v1"]), "--episodes", "3").returncode == 0
 
 
 def test_a_crash_between_write_and_rename_keeps_the_old_file(tmp_path, monkeypatch):

@@ -1,8 +1,6 @@
 """A network file from anyone (ppo_toolbox/network_files.py): an env id never imports a module unless the command line
 says so; a description or weights that do not fit are refused before anything is built; every failure is one line
-and exit code 2. How the file itself is read: test_param_reader.py."""
-import os
-import subprocess
+and exit code 2. How the file itself is read: test_param_grammar.py."""
 import sys
 
 import numpy as np
@@ -11,7 +9,7 @@ import ppo_mountaincar as pm
 from ppo_toolbox import acting, evaluation, figures, network_files, param_files
 import pytest
 
-from helpers import ROOT, one_line_error
+from helpers import in_process, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +43,14 @@ def test_an_env_id_from_a_file_never_imports_a_module(good, tmp_path):
     marker = tmp_path / "ran"
     (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     path = resealed(good[1], tmp_path, env_id="evilmod:Car-v0")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    for command in (["eval", str(path)], ["replay", str(path), "--out", str(tmp_path / "r.gif")],
-                    ["plot", "--param", str(path), str(tmp_path)]):
-        proc = subprocess.run([sys.executable, str(ROOT / "ppo_mountaincar.py"), *command], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert "would import the module 'evilmod'" in one_line_error(proc) or command[0] == "plot", proc.stderr
-        assert not marker.exists(), command
-    sys.path.insert(0, str(tmp_path))
-    try:  # in a notebook: load_policy works, running it in the file's env is refused
+    sys.path.insert(0, str(tmp_path))  # importable, as from the folder it came in
+    try:
+        for command in (["eval", str(path)], ["replay", str(path), "--out", str(tmp_path / "r.gif")],
+                        ["plot", "--param", str(path), str(tmp_path)]):
+            proc = in_process(*command, cwd=tmp_path)
+            assert "would import the module 'evilmod'" in one_line_error(proc) or command[0] == "plot", proc.stderr
+            assert not marker.exists(), command
+        # in a notebook: load_policy works, running it in the file's env is refused
         actor, meta = pm.load_actor(path), network_files.read_network(path, "actor").meta
         with pytest.raises(pm.UsageError, match="--allow-env-module"):
             evaluation.env_for(meta)
@@ -64,15 +61,13 @@ def test_an_env_id_from_a_file_never_imports_a_module(good, tmp_path):
         sys.path.remove(str(tmp_path))
 
 
-def test_allow_env_module_imports_only_what_the_command_line_names(tmp_path):
+def test_allow_env_module_imports_only_what_the_command_line_names(tmp_path, monkeypatch):
     marker = tmp_path / "ran"
     (tmp_path / "mymod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    base = [sys.executable, str(ROOT / "ppo_mountaincar.py"), "--env-id", "mymod:Car-v0", "--quiet",
-            "--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "p")]
-    refusal = subprocess.run(base, env=env, capture_output=True, text=True, timeout=120)
-    assert "--allow-env-module" in one_line_error(refusal) and not marker.exists()
-    allowed = subprocess.run(base + ["--allow-env-module"], env=env, capture_output=True, text=True, timeout=120)
+    base = ["--env-id", "mymod:Car-v0", "--quiet", "--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "p")]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "--allow-env-module" in one_line_error(in_process(*base)) and not marker.exists()
+    allowed = in_process(*base, "--allow-env-module")
     assert marker.exists()  # imported, as asked; the env itself does not exist there: one line
     assert "cannot make env 'mymod:Car-v0'" in one_line_error(allowed)
 

@@ -2,9 +2,12 @@
 folders, checked at every write (param/ or exp/ as links, a run folder swapped for a link
 mid-run, a link planted at a snapshot's name), its lock is a plain file of its own (not a
 hard link, not a FIFO) whose contents are never echoed, and the cleanup removes only this
-program's own leftovers."""
+program's own leftovers; one run folder is one process, and a dead one holds no lock; a link planted
+where a run writes is refused."""
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from filelock import lock_descriptor
 
 import ppo_mountaincar as pm
+from helpers import QUICK, ROOT, cli, one_line_error
 from ppo_toolbox import checkpoint
 
 SETTINGS = dict(total_timesteps=512, num_envs=4, num_steps=64, batch_size=128, update_epochs=2, eval_every=256,
@@ -151,3 +155,37 @@ def test_a_figures_folder_planted_as_a_link_mid_run_is_not_written_through(tmp_p
         pm.train(small_args(tmp_path, plots=True, save_every=0), on_evaluation=plant)
     one_line_refusal(e, "img is a symbolic link")
     assert not any(decoy.iterdir())
+
+
+def test_one_run_folder_is_one_process_and_a_dead_one_holds_no_lock(tmp_path):
+    dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    first = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "--total-timesteps", "10000000",
+                              "--save-every", "1", *QUICK, *dirs], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")) and time.time() < deadline:
+            time.sleep(0.2)
+        ckpt, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")
+        second = cli("train", "--resume", str(ckpt), "--total-timesteps", "256")
+        line = one_line_error(second)
+        assert f"in use by process {first.pid}" in line
+    finally:
+        first.kill()  # SIGKILL: no chance to release anything
+        first.wait()
+    third = cli("train", "--resume", str(ckpt), "--total-timesteps", "256", "--quiet")
+    assert third.returncode == 0, third.stderr
+
+
+def test_a_planted_link_is_refused_and_a_refused_run_leaves_nothing(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    latest = tmp_path / "param" / "net_param"
+    latest.mkdir(parents=True)
+    (latest / "actor_net.param").symlink_to(target)
+    args = pm.Args(**SETTINGS, logdir=str(tmp_path / "exp"), param_dir=str(tmp_path / "param"))
+    with pytest.raises(pm.UsageError, match="is a symbolic link") as e:
+        pm.train(args)
+    assert "\n" not in str(e.value)
+    assert target.read_text() == "keep me"
+    assert {p.name for p in (tmp_path / "param").iterdir()} == {"net_param"}  # no run folder left
+    assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
