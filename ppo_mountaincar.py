@@ -71,7 +71,7 @@ def _flag(default: Any, help: str, **roles: Any) -> Any:
     they are not the usual ones (ppo_toolbox/settings.py): `short`, its name in run names and
     VisualDL (at most 7 characters); `output`, it says where a run writes or how it reports,
     not what it learns; `resumable`, it may change on resume; `searchable=False`, `tune`
-    leaves it alone."""
+    leaves it alone; `column`, a column of VisualDL's HParams table."""
     return field(default=default, metadata={"help": help, **roles})
 
 
