@@ -281,18 +281,21 @@ def test_a_stop_inside_an_evaluation_undoes_that_update_and_resume_evaluates_it(
 ])
 def test_sigterm_inside_a_long_phase_ends_within_seconds_with_the_checkpoint_it_names(tmp_path, phase, flags):
     dirs = ["--logdir", str(tmp_path / "exp"), "--param-dir", str(tmp_path / "param")]
+    started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "ppo_mountaincar.py"), "--total-timesteps", "100000",
                              *QUICK, *flags, *dirs], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list((tmp_path / "exp").glob("*/vdlrecords.*")) and time.time() < deadline:
         time.sleep(0.1)
+    start_up = time.perf_counter() - started  # Python, Paddle and the first steps: this machine's pace
     time.sleep(3)  # the first rollout takes a fraction of a second: now in the first long phase
     signalled = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     took = time.perf_counter() - signalled
     assert proc.returncode == 143 and "Traceback" not in err, err
-    assert took < 2.5, f"{took:.1f} s from SIGTERM to exit"
+    # quicker than the program took to start (a long phase runs many times longer), on any machine
+    assert took < max(2.5, start_up), f"{took:.1f} s from SIGTERM to exit (start-up {start_up:.1f} s)"
     ckpt_path, = (tmp_path / "param").glob(f"*/{checkpoint.CHECKPOINT}")
     assert f"checkpoint saved to {ckpt_path}" in err
     saved = load_checkpoint(ckpt_path)
