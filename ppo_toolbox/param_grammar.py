@@ -10,8 +10,9 @@ constant, and nothing recursive touches the file's data. Imports numpy and `erro
 The layouts, as a grammar. A name in quotes or a number is that exact value; `put` is an
 optional memo store of the value just made (numbered in order); `get(x)` a memo fetch, which
 may fetch only the small fixed objects paddle.save's own files reuse: numpy's globals and the
-strings that name them, b'b', 'latin1', a dtype and its name, a one-character string ('<', and the 'b' of
-b'b' in protocol 2, which a name of one character reuses) and, in the name table, a name, once.
+strings that name them, b'b', 'latin1', a dtype and its name, a one-character string ('<', the 'b' of
+b'b' in protocol 2, and a name of one character: each reuses the other) and, in the name table, a
+name, once.
 
   file   := PROTO(2|3|4) EMPTY_DICT put [MARK entry{2,256} SETITEMS | entry SETITEM] STOP
   entry  := (name put | get(char)) array | 'meta' put meta | 'StructuredToParameterName@@' put table
@@ -250,6 +251,19 @@ class _Recognizer:
     def encoded(self, n: int, what: str) -> bytearray:
         """Protocol 2's bytes: _codecs.encode(the bytes as a latin-1 string, 'latin1')."""
         self.global_("_codecs.encode")
+        if n == 1 and self.peek() in GETS:  # one character the pickler wrote before (a name of one letter)
+            data = bytearray(self.get(what, "char").encode("latin-1"))
+        else:
+            data = self.latin1_text(n, what)
+        if self.reusable(6, what, "'latin1'") != "latin1":
+            raise Damaged(f"at byte {self.at}: an encoding other than latin1 in {what}")
+        self.take(what, TUPLE2)
+        self.put()
+        self.take(what, REDUCE)
+        return data
+
+    def latin1_text(self, n: int, what: str) -> bytearray:
+        """The latin-1 string of protocol 2's bytes, decoded straight into `n` bytes."""
         self.take(what, BINUNICODE)
         at, length = self.at, self.number("<I")
         if not n <= length <= 2 * n:  # each byte is one or two bytes of UTF-8
@@ -268,11 +282,6 @@ class _Recognizer:
         if done != n:
             raise Damaged(f"at byte {at}: more or fewer bytes than {what} of {n:,} bytes")
         self.put("char" if n == 1 else None, data.decode("latin-1") if n == 1 else None)
-        if self.reusable(6, what, "'latin1'") != "latin1":
-            raise Damaged(f"at byte {self.at}: an encoding other than latin1 in {what}")
-        self.take(what, TUPLE2)
-        self.put()
-        self.take(what, REDUCE)
         return data
 
     def data(self, n: int, what: str) -> bytearray:
@@ -309,7 +318,8 @@ class _Recognizer:
             name = self.get("a name", "char")
         else:
             name = self.text(MAX_NAME, "a name")
-            self.put(None if name in (META, TABLE) else "name", name)
+            # a name of one letter may come back as protocol 2's b'b' (the pickler reuses the string)
+            self.put(None if name in (META, TABLE) else "char" if len(name) == 1 else "name", name)
         if name in state:
             raise Damaged(f"at byte {self.at}: the name {name[:60]!r} a second time")
         state[name] = self.meta() if name == META else self.table(state) if name == TABLE else self.array()
