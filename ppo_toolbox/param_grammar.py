@@ -1,18 +1,15 @@
-"""Reading a .param file from anyone. A .param file is what `paddle.save` writes for a state
-dict: a pickle. `read_param` reads it with a recognizer of the few opcode sequences that
-paddle.save writes for the layouts below (pickle protocols 2, 3 and 4, with or without
-frames), not with a pickle machine: there is no stack and no memo of the file's data, and
-nesting is fixed by the layout. Each byte makes at most one value, each check happens at the
-opcode that would break it, and anything else is refused there, with its offset. So reading
-takes time linear in the file's size and memory about the size of its arrays plus a
-constant, and nothing recursive touches the file's data. Imports numpy and `errors`.
+"""Reading a .param file (what `paddle.save` writes for a state dict: a pickle) from anyone.
+`read_param` is a recognizer of the opcode sequences paddle.save writes for the layouts below
+(protocols 2-4, with or without frames), not a pickle machine: no stack, no memo of the file's
+data, nesting fixed by the layout. Each byte makes at most one value, each check happens at the
+opcode that would break it, anything else is refused there, with its offset: time linear in the
+file's size, memory about its arrays' plus a constant. Imports numpy and `errors`.
 
 The layouts, as a grammar. A name in quotes or a number is that exact value; `put` is an
 optional memo store of the value just made (numbered in order); `get(x)` a memo fetch, which
-may fetch only the small fixed objects paddle.save's own files reuse: numpy's globals and the
-strings that name them, b'b', 'latin1', a dtype and its name, a one-character string ('<', the 'b' of
-b'b' in protocol 2, and a name of one character: each reuses the other) and, in the name table, a
-name, once.
+may fetch only the small fixed objects paddle.save's own files reuse: numpy's globals and their
+names, b'b', 'latin1', a dtype and its name, one character ('<', or protocol 2's 'b' and a one-letter
+name, which reuse each other) and, in the name table, a name, once.
 
   file   := PROTO(2|3|4) EMPTY_DICT put [MARK entry{2,256} SETITEMS | entry SETITEM] STOP
   entry  := (name put | get(char)) array | 'meta' put meta | 'StructuredToParameterName@@' put table
@@ -55,17 +52,15 @@ CHUNK = 2**20  # protocol 2's arrays are decoded a megabyte at a time
  SETITEM, SETITEMS, BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET, GLOBAL, STACK_GLOBAL, REDUCE, BUILD,
  NEWTRUE, NEWFALSE, PROTO, FRAME) = b"(.NJKM\x8aGX\x8cBC)t\x85\x86\x87]ae}suqr\x94hjc\x93Rb\x88\x89\x80\x95"
 INTS, GETS = (BININT1, BININT2, BININT, LONG1), (BINGET, LONG_BINGET)
-# Opcodes that import, call or build an object: met where the layout has none, they are refused
-# as code rather than as damage (GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX,
-# EXT1, EXT2, EXT4, PERSID, BINPERSID).
+# Opcodes that import, call or build an object, refused as code rather than damage where the layout
+# has none: GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST, OBJ, NEWOBJ(_EX), EXT1/2/4, (BIN)PERSID.
 CALLS = frozenset(b"c\x93Rbio\x81\x92\x82\x83\x84PQ")
 OPCODE_NAMES = {ord(op.code): op.name for op in pickletools.opcodes}  # for the messages
 
 
 def read_param(f: BinaryIO, size: int) -> dict[str, Any]:
-    """The state dict that the .param file `f` (of `size` bytes) holds: names to arrays, and
-    the entries "meta" (a dict of plain values) and "StructuredToParameterName@@" (names to
-    names) where the file has them. Raises NotParam, Refused or Damaged, saying where."""
+    """The state dict in the .param file `f` (`size` bytes): names to arrays, "meta" and the name
+    table where the file has them; or NotParam, Refused or Damaged, saying where."""
     return _Recognizer(f, size).file()
 
 
@@ -343,8 +338,7 @@ class _Recognizer:
         self.put()
         self.take(what, MARK)
         self.exactly(1, "an array's version")
-        shape = self.shape()
-        dtype = self.dtype()
+        shape, dtype = self.shape(), self.dtype()
         self.take("an array in C order (False)", NEWFALSE)
         n = math.prod(shape) * dtype.itemsize
         data = self.data(n, f"the data of a {dtype.name} array of shape {shape}")
@@ -384,9 +378,8 @@ class _Recognizer:
         at, name = self.at, self.reusable(4, "a dtype's name", "dtype's name")
         if name not in DTYPES:
             raise Refused(f"at byte {at}: arrays of type {name!r}; a .param file holds float32, float64, int32 and int64")
-        self.take(what, NEWFALSE)
-        self.take(what, NEWTRUE)
-        self.take(what, TUPLE3)
+        for op in (NEWFALSE, NEWTRUE, TUPLE3):
+            self.take(what, op)
         self.put()
         self.take(what, REDUCE)
         self.put("dtype", DTYPES[name])
@@ -407,8 +400,7 @@ class _Recognizer:
         self.take("meta: a dictionary", EMPTY_DICT)
         self.put()
         meta: dict[str, Any] = {}
-
-        def field() -> None:
+        def field() -> None:  # noqa: E306
             key = self.text(MAX_KEY, "the name of a field of meta")
             if key in meta:
                 raise Damaged(f"at byte {self.at}: meta's field {key!r} a second time")
@@ -447,8 +439,7 @@ class _Recognizer:
         self.take(what, EMPTY_DICT)
         self.put()
         table: dict[str, str] = {}
-
-        def pair() -> None:
+        def pair() -> None:  # noqa: E306
             name = self.reusable(MAX_NAME, "a name of this file", "name", "char")
             if not isinstance(state.get(name), np.ndarray) or name in table:
                 raise Damaged(f"at byte {self.at}: the name table names {name[:60]!r}, no array or one named twice")
